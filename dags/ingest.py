@@ -1,0 +1,87 @@
+"""
+### ingest: land -> extract -> validate -> build_features, one day per run
+
+The daily data pipeline for NYC flights (plus the hourly weather at the origin airports).
+
+| step | what it does |
+|---|---|
+| `wait_for_landing` | waits (reschedule mode: no worker slot held) for `landing/flights/ds={{ ds }}/` |
+| `extract` | parses the landed CSVs and stages them as Parquet; an unreadable file goes to `quarantine/` |
+| `validate` | runs the Great Expectations suite; saves `validation/<dataset>/ds=.../result.json` and `index.html`; on failure moves the input to `quarantine/` and fails naming every failed expectation; on success publishes `raw/` |
+| `build_features` | label + pre-departure features, weather joined at origin and scheduled hour; publishes `features/flights/ds=.../` and emits an Asset event with partition, rows and content hash |
+
+Every step is idempotent for its day: clearing or backfilling gives the same bytes.
+Bad data fails without retries (it would fail the same way again); fix the input and land the
+day again, then clear the run. Backfill with `dslc backfill ingest --start ... --end ...`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Asset, dag, task
+from dslc_airflow.sensors import LandingSensor
+
+from dslc.settings import get_settings
+
+FEATURES = Asset(name="dslc_features_flights", uri="dslc://lake/features/flights")
+
+
+def _run(fn_name: str, **kwargs: Any) -> dict[str, Any]:
+    """Call ``dslc.ingest.<fn_name>`` on the lake; bad input fails the task without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from dslc_airflow.lake import lake
+
+    from dslc import ingest
+
+    try:
+        result: dict[str, Any] = getattr(ingest, fn_name)(lake(), **kwargs)
+    except ingest.IngestError as e:
+        raise AirflowFailException(str(e)) from e
+    return result
+
+
+@dag(
+    dag_id="ingest",
+    schedule="@daily",
+    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=4,
+    doc_md=__doc__,
+    tags=["dslc", "data"],
+    default_args={"owner": "dslc", "retries": 2, "retry_delay": dt.timedelta(seconds=20)},
+)
+def ingest() -> None:
+    settings = get_settings()
+    wait = LandingSensor(
+        task_id="wait_for_landing",
+        dataset="flights",
+        poke_interval=settings.landing_poke_seconds,
+        timeout=settings.landing_timeout_seconds,
+        retries=0,
+    )
+
+    @task
+    def extract(ds: str | None = None) -> dict[str, Any]:
+        """Parse the day's landed files and stage them for validation."""
+        return _run("extract_day", ds=ds)
+
+    @task
+    def validate(ds: str | None = None) -> dict[str, Any]:
+        """Run the expectation suites; publish raw/ or quarantine the input."""
+        return _run("validate_day", ds=ds)
+
+    @task(outlets=[FEATURES])
+    def build_features(ds: str | None = None, outlet_events: Any = None) -> dict[str, Any]:
+        """Publish the day's feature partition and announce it as an Asset event."""
+        result = _run("build_features", ds=ds)
+        outlet_events[FEATURES].extra = {
+            k: result[k] for k in ("partition", "uri", "ds", "rows", "content_hash")
+        }
+        return result
+
+    wait >> extract() >> validate() >> build_features()
+
+
+ingest()

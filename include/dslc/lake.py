@@ -1,0 +1,216 @@
+"""The lake: one root URL (file:// or s3://), day partitions, atomic publish through a manifest.
+
+Layout (DESIGN.md section 5)::
+
+    landing/<dataset>/ds=YYYY-MM-DD/*.csv        what the upstream system drops
+    raw/<dataset>/ds=.../part-<hash>.parquet      validated, typed
+    quarantine/<dataset>/ds=.../                  rejected input + its validation result
+    validation/<dataset>/ds=.../result.json       (+ data docs HTML)
+    features/<dataset>/ds=.../part-<hash>.parquet
+
+A published partition is a directory holding ``_SUCCESS``: a JSON manifest naming its files,
+their row count and content hash. Publishing writes the data file first (named after its
+content hash, so a re-run writes the same bytes to the same key), then the manifest in one
+put, then deletes files the manifest no longer names. Readers read only what a manifest names,
+so a crash at any point leaves either the old partition or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import uuid
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from fsspec import AbstractFileSystem
+
+MANIFEST = "_SUCCESS"
+
+
+class PartitionNotFoundError(FileNotFoundError):
+    """A partition has no published manifest."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``_SUCCESS`` says about a published partition."""
+
+    partition: str
+    files: list[str]
+    rows: int
+    content_hash: str
+    columns: list[str]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def day(ds: str | dt.date) -> str:
+    """Validate and normalise a partition day to ``YYYY-MM-DD``."""
+    if isinstance(ds, dt.date):
+        return ds.isoformat()
+    try:
+        return dt.date.fromisoformat(ds).isoformat()
+    except (TypeError, ValueError):
+        raise ValueError(f"partition day {ds!r} is not a date in YYYY-MM-DD form") from None
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """Serialise a frame to Parquet deterministically (same frame -> same bytes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    return buf.getvalue()
+
+
+class Lake:
+    """Read and write the lake under one root URL through an fsspec filesystem."""
+
+    def __init__(
+        self,
+        url: str,
+        fs: AbstractFileSystem | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        import fsspec
+
+        self.url = url.rstrip("/")
+        if fs is None:
+            fs, _ = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        self.fs: AbstractFileSystem = fs
+        self.protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
+        self._root = self.url.split("://", 1)[1] if "://" in self.url else self.url
+
+    def __repr__(self) -> str:
+        return f"Lake({self.url!r})"
+
+    # -- paths ---------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        """A filesystem path (no scheme) under the lake root."""
+        return "/".join([self._root, *(p.strip("/") for p in parts if p)])
+
+    def uri(self, *parts: str) -> str:
+        """A full URL under the lake root, for messages and lineage."""
+        return f"{self.protocol}://{self.path(*parts)}"
+
+    @staticmethod
+    def partition(zone: str, dataset: str, ds: str | dt.date) -> str:
+        """The relative key of a day partition, e.g. ``raw/flights/ds=2013-01-01``."""
+        return f"{zone}/{dataset}/ds={day(ds)}"
+
+    # -- small object I/O -------------------------------------------------------------------
+    def exists(self, *parts: str) -> bool:
+        return bool(self.fs.exists(self.path(*parts)))
+
+    def ls(self, *parts: str) -> list[str]:
+        """Names (not paths) directly under a prefix; empty if it does not exist."""
+        p = self.path(*parts)
+        try:
+            entries = self.fs.ls(p, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open(self.path(*parts), "rb") as fh:
+            data: bytes = fh.read()
+        return data
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        """Write one object atomically (temp key + rename locally; a single put on S3)."""
+        target = self.path(*parts)
+        parent = target.rsplit("/", 1)[0]
+        if self.protocol == "file":
+            self.fs.makedirs(parent, exist_ok=True)
+            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+            with self.fs.open(tmp, "wb") as fh:
+                fh.write(data)
+            self.fs.mv(tmp, target)
+        else:
+            self.fs.pipe_file(target, data)
+
+    def write_text(self, text: str, *parts: str) -> None:
+        self.write_bytes(text.encode("utf-8"), *parts)
+
+    def read_text(self, *parts: str) -> str:
+        return self.read_bytes(*parts).decode("utf-8")
+
+    def delete(self, *parts: str) -> None:
+        """Remove a key or prefix if present."""
+        p = self.path(*parts)
+        if self.fs.exists(p):
+            self.fs.rm(p, recursive=True)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move every object under prefix ``src`` to prefix ``dst`` (copy, then delete)."""
+        for name in self.ls(src):
+            self.write_bytes(self.read_bytes(src, name), dst, name)
+        self.delete(src)
+
+    # -- partitions -----------------------------------------------------------------------------
+    def manifest(self, key: str) -> Manifest | None:
+        """The published manifest of a partition, or None if it is not published."""
+        if not self.exists(key, MANIFEST):
+            return None
+        return Manifest(**json.loads(self.read_text(key, MANIFEST)))
+
+    def publish(self, key: str, df: pd.DataFrame) -> Manifest:
+        """Atomically replace the partition ``key`` with ``df``; idempotent for the same frame."""
+        data = parquet_bytes(df)
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"part-{digest[:16]}.parquet"
+        if not self.exists(key, name):
+            self.write_bytes(data, key, name)
+        manifest = Manifest(
+            partition=key,
+            files=[name],
+            rows=len(df),
+            content_hash=f"sha256:{digest}",
+            columns=[str(c) for c in df.columns],
+        )
+        self.write_text(manifest.to_json(), key, MANIFEST)
+        for stale in self.ls(key):
+            if stale not in (MANIFEST, name) and not stale.startswith(".tmp-"):
+                self.delete(key, stale)
+        return manifest
+
+    def read_partition(self, key: str) -> pd.DataFrame:
+        """Read a published partition (only the files its manifest names)."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        manifest = self.manifest(key)
+        if manifest is None:
+            raise PartitionNotFoundError(f"no published partition at {self.uri(key)}")
+        frames = [
+            pq.read_table(io.BytesIO(self.read_bytes(key, name))).to_pandas()
+            for name in manifest.files
+        ]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def published_days(self, zone: str, dataset: str) -> list[str]:
+        """The days with a published partition in ``zone/dataset``, sorted."""
+        days = []
+        for name in self.ls(zone, dataset):
+            if name.startswith("ds=") and self.exists(zone, dataset, name, MANIFEST):
+                days.append(name[3:])
+        return days
+
+
+def get_lake(url: str | None = None) -> Lake:
+    """The lake from settings (or ``url``), with S3 options from the environment if any.
+
+    Inside Airflow tasks use :func:`dslc.airflow.lake` instead, which takes the credentials
+    of an s3:// lake from an Airflow connection.
+    """
+    from dslc.settings import get_settings
+
+    return Lake(url or get_settings().lake)
