@@ -21,9 +21,9 @@ import datetime as dt
 from typing import Any
 
 from airflow.sdk import Asset, dag, task
-from dslc_airflow.sensors import LandingSensor
 
 from dslc.settings import get_settings
+from dslc_airflow.sensors import LandingSensor
 
 FEATURES = Asset(name="dslc_features_flights", uri="dslc://lake/features/flights")
 
@@ -31,9 +31,9 @@ FEATURES = Asset(name="dslc_features_flights", uri="dslc://lake/features/flights
 def _run(fn_name: str, **kwargs: Any) -> dict[str, Any]:
     """Call ``dslc.ingest.<fn_name>`` on the lake; bad input fails the task without retries."""
     from airflow.sdk.exceptions import AirflowFailException
-    from dslc_airflow.lake import lake
 
     from dslc import ingest
+    from dslc_airflow.lake import lake
 
     try:
         result: dict[str, Any] = getattr(ingest, fn_name)(lake(), **kwargs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from typing import Any
 
 START = dt.date.fromisoformat(os.environ.get("DSLC_DEMO_START", "2013-01-01"))
 END = dt.date.fromisoformat(os.environ.get("DSLC_DEMO_END", "2013-03-31"))
@@ -26,7 +27,7 @@ def summary() -> str:
     from dslc.lake import Lake, get_lake
 
     lake = get_lake()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ds in lake.published_days("features", "flights"):
         m = lake.manifest(Lake.partition("features", "flights", ds))
         if m is not None:
@@ -36,12 +37,12 @@ def summary() -> str:
     df = pd.DataFrame(rows).groupby("month").agg(days=("days", "sum"), rows=("rows", "sum"))
     late = {}
     for month in df.index:
-        days = [r["ds"] for r in rows if r["month"] == month]
+        days = [str(r["ds"]) for r in rows if r["month"] == month]
         frames = [lake.read_partition(Lake.partition("features", "flights", d)) for d in days]
         late[month] = pd.concat(frames)["late"].mean()
     df["late_rate"] = pd.Series(late).round(3)
     quarantined = lake.ls("quarantine", "flights")
-    text = df.to_string()
+    text = str(df.to_string())
     text += f"\nquarantined days: {', '.join(quarantined) if quarantined else 'none'}"
     return text
 
@@ -59,9 +60,10 @@ def main() -> int:
     ok = airflow_api.backfill_cli("ingest", START, END, reprocess="failed", wait=True)
     print("== 4/4 what the lake holds now")
     print(summary())
+    secret = settings.state_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
     print(
         f"\nAirflow UI  {settings.airflow_url}  (user {settings.airflow_username}, "
-        f"password: `cat {settings.state_dir / 'airflow' / 'simple_auth_manager_passwords.json.generated'}`)"
+        f"password in {secret})"
         f"\nMLflow UI   {settings.mlflow_url}"
         f"\nLake        {settings.lake}"
         "\nThe stack stays up: `make down` stops it."

@@ -58,6 +58,10 @@ def _read_landed(lake: Lake, dataset: Dataset, ds: str) -> pd.DataFrame:
     frames = []
     for name in landing_files(lake, dataset.name, ds):
         data = lake.read_bytes(key, name)
+        if data and not data.endswith(b"\n"):
+            # The source ends every row with a newline; a file that stops mid-row was cut
+            # short (an interrupted upload), and its last row would parse as a shorter row.
+            raise ValueError(f"{name} ends mid-row: the file looks truncated")
         # Plain inference, no dtype=: a text value in a numeric column must reach validation
         # as a text column, where the type expectation names it.
         frames.append(pd.read_csv(io.BytesIO(data), encoding="utf-8", on_bad_lines="error"))

@@ -67,8 +67,14 @@ def test_missing_weather_gives_nan_features_not_an_error(day_tables) -> None:
 
 def test_wind_glitch_is_dropped() -> None:
     w = pd.DataFrame(
-        {"origin": ["EWR"], "year": [2013], "month": [2], "day": [12], "hour": [3],
-         **{c: [1.0] for c in features.WEATHER_FEATURES}}
+        {
+            "origin": ["EWR"],
+            "year": [2013],
+            "month": [2],
+            "day": [12],
+            "hour": [3],
+            **{c: [1.0] for c in features.WEATHER_FEATURES},
+        }
     )
     w["wind_speed"] = 1048.36
     assert features.weather_at_origin_hour(w)["wind_speed"].isna().all()

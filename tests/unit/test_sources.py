@@ -16,7 +16,10 @@ def test_replay_lands_each_day_as_the_source_sent_it(lake: Lake) -> None:
     text = lake.read_text("landing/flights/ds=2013-01-01", "flights.csv")
     lines = text.splitlines()
     assert lines[0].startswith("year,month,day,dep_time")
-    assert lines[1] == "2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
+    assert (
+        lines[1]
+        == "2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
+    )
     assert len(lines) - 1 == 842  # flights on 2013-01-01
     weather = lake.read_text("landing/weather/ds=2013-01-01", "weather.csv")
     assert ",NA," in weather  # missing values stay as the source writes them

@@ -1,0 +1,100 @@
+"""Each benchmark runs once on small inputs so it cannot rot (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_parse_bench_small() -> None:
+    from bench import bench_parse
+
+    result = bench_parse.run(small=True)
+
+    assert result["benchmark"] == "B1 parse"
+    assert result["small"] is True
+    dag_files = sorted(p.name for p in (ROOT / "dags").glob("*.py") if p.name != "__init__.py")
+    assert [f["file"] for f in result["files"]] == dag_files
+    for f in result["files"]:
+        assert f["dag_ids"], f"{f['file']}: no DAG parsed"
+        assert f["same_shape"], f"{f['file']}: the reference does not have the DAG's shape"
+        for which in ("ours", "reference"):
+            s = f[which]
+            for key in ("import_sdk_s", "import_dagbag_s", "first_parse_s", "later_parse_s"):
+                assert _positive(s[key]), (f["file"], which, key, s[key])
+            assert len(s["first_parse_runs_s"]) == result["rounds"] == 1
+        for key in ("first_parse_ratio", "later_parse_ratio", "first_parse_cpu_ratio"):
+            assert _positive(f[key]), (f["file"], key)
+        # Behaviour, not timing: parsing our DAGs (and the reference) loads no heavy module.
+        assert f["ours"]["heavy_modules"] == [], f["file"]
+        assert f["reference"]["heavy_modules"] == []
+    assert result["heavy_modules_loaded"] == []
+    assert "pandas" in result["heavy_modules_checked"]
+    assert "ingest.py" in bench_parse.table(result)
+    json.dumps(result)  # what bench/__main__ writes
+
+
+def test_validation_bench_small() -> None:
+    bench_validation = pytest.importorskip("bench.bench_validation")
+
+    result = bench_validation.run(small=True)
+
+    assert result["small"] is True
+    assert _positive(result["import_great_expectations_s"])
+    assert [c["case"] for c in result["cases"]] == ["day", "10000_rows"]
+    for case in result["cases"]:
+        assert case["rows"] > 0 and case["expectations"] > 0
+        for key in ("gx_s", "pandas_s", "ratio"):
+            assert _positive(case[key]), (case["case"], key)
+    assert isinstance(result["meets_target"], bool)
+    json.dumps(result)
+
+
+def test_runner_writes_results_with_provenance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bench.__main__ as runner
+
+    calls: list[bool] = []
+
+    def run(small: bool) -> dict[str, Any]:
+        calls.append(small)
+        return {"benchmark": "fake", "value_s": 0.5}
+
+    monkeypatch.setattr(runner, "RESULTS", tmp_path)
+    monkeypatch.setattr(runner, "ROOT", tmp_path.parent)
+    runner.run_one("fake", SimpleNamespace(run=run), small=True)  # type: ignore[arg-type]
+
+    assert calls == [True]
+    written = json.loads((tmp_path / "fake.json").read_text())
+    assert written["benchmark"] == "fake" and written["value_s"] == 0.5
+    assert written["name"] == "fake" and written["small"] is True
+    assert written["timestamp"].endswith("+00:00")
+    assert "git_sha" in written
+    assert written["machine"]["nproc"] >= 1
+    assert written["machine"]["python"].startswith("3.")
+    assert "value_s" in capsys.readouterr().out
+
+
+def test_runner_skips_a_missing_bench(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bench.__main__ as runner
+
+    monkeypatch.setattr(runner, "BENCHES", {"nothing": "bench.bench_does_not_exist"})
+    assert runner.main([]) == 1
+    out = capsys.readouterr().out
+    assert "nothing: skipped (bench.bench_does_not_exist is not there yet)" in out

@@ -1,0 +1,329 @@
+"""Unit tests of our Airflow REST client logic (dates, progress accounting, error messages).
+
+Airflow itself is faked with ``httpx.MockTransport``: these tests check what *our* code sends
+and how it reads answers, not Airflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from dslc import airflow_api
+from dslc.airflow_api import AirflowApiError, AirflowClient, BackfillProgress
+
+UTC = dt.UTC
+D1, D2, D3 = (dt.datetime(2013, 1, d, tzinfo=UTC) for d in (1, 2, 3))
+BASE = "http://127.0.0.1:18080"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client(handler: Handler) -> AirflowClient:
+    return AirflowClient(BASE, "admin", "pw", transport=httpx.MockTransport(handler))
+
+
+def token_ok(request: httpx.Request) -> httpx.Response | None:
+    if request.url.path == "/auth/token":
+        assert json.loads(request.content) == {"username": "admin", "password": "pw"}
+        return httpx.Response(201, json={"access_token": "tok"})
+    return None
+
+
+def run(ds: dt.datetime, state: str) -> dict[str, Any]:
+    return {
+        "dag_run_id": f"backfill__{ds.isoformat()}",
+        "logical_date": ds.isoformat().replace("+00:00", "Z"),
+        "state": state,
+    }
+
+
+# ---------------------------------------------------------------------------- dates
+
+
+def test_backfill_window_is_inclusive_midnights_utc() -> None:
+    first, last = airflow_api.backfill_window(dt.date(2013, 1, 1), dt.date(2013, 1, 3))
+    assert (first, last) == (D1, D3)
+    assert airflow_api.iso(last) == "2013-01-03T00:00:00Z"
+
+
+def test_backfill_window_single_day_and_empty() -> None:
+    assert airflow_api.backfill_window(dt.date(2013, 1, 2), dt.date(2013, 1, 2)) == (D2, D2)
+    with pytest.raises(ValueError, match="empty"):
+        airflow_api.backfill_window(dt.date(2013, 1, 2), dt.date(2013, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "raw", ["2013-01-02T00:00:00Z", "2013-01-02T00:00:00+00:00", "2013-01-02T00:00:00"]
+)
+def test_parse_time_accepts_airflow_formats(raw: str) -> None:
+    assert airflow_api.parse_time(raw) == D2
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+def test_progress_counts_only_expected_runs() -> None:
+    progress = BackfillProgress(expected=[D1, D2, D3])
+    progress.update(
+        [
+            run(D1, "success"),
+            run(D2, "running"),
+            run(dt.datetime(2013, 1, 4, tzinfo=UTC), "failed"),  # outside the backfill
+        ]
+    )
+    assert (progress.total, progress.done, progress.succeeded, progress.failed) == (3, 1, 1, 0)
+    assert progress.running == 1
+    assert not progress.finished
+    assert progress.missing_dates() == [D3]
+    progress.update([run(D2, "failed"), run(D3, "success")])
+    assert progress.finished and not progress.ok
+    assert progress.failed_dates() == [D2]
+    assert progress.describe() == "3/3 done, 2 ok, 1 failed, 0 running"
+
+
+def test_progress_ok_only_when_all_succeeded() -> None:
+    progress = BackfillProgress(expected=[D1, D2])
+    progress.update([run(D1, "success"), run(D2, "success")])
+    assert progress.ok
+
+
+def test_run_url_quotes_run_id() -> None:
+    url = airflow_api.run_url(BASE, "ingest", "backfill__2013-01-01T00:00:00+00:00", "extract")
+    assert url == (
+        f"{BASE}/dags/ingest/runs/backfill__2013-01-01T00%3A00%3A00%2B00%3A00/tasks/extract"
+    )
+
+
+# ---------------------------------------------------------------------------- error messages
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"detail": "There is already a running backfill for dag ingest"}, "already a running"),
+        (
+            {"detail": [{"loc": ["body", "reprocess_behavior"], "msg": "Input should be 'none'"}]},
+            "reprocess_behavior: Input should be 'none'",
+        ),
+        ({"detail": {"reason": "not_found", "message": "x"}}, "not_found"),
+        ("plain text", "plain text"),
+    ],
+)
+def test_format_detail(body: Any, expected: str) -> None:
+    assert expected in airflow_api.format_detail(body)
+
+
+def test_not_reachable_says_run_dslc_up() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(
+        AirflowApiError, match=r"not reachable at http://127\.0\.0\.1:18080.*dslc up"
+    ):
+        client(handler).login()
+
+
+def test_wrong_password_is_a_clear_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"detail": "Invalid credentials"})
+
+    with pytest.raises(AirflowApiError, match="rejected the password of user 'admin'"):
+        client(handler).login()
+
+
+def test_expired_token_is_renewed_once() -> None:
+    logins = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            logins.append(1)
+            return httpx.Response(201, json={"access_token": f"tok{len(logins)}"})
+        if request.headers["Authorization"] == "Bearer tok1":
+            return httpx.Response(401, json={"detail": "expired"})
+        return httpx.Response(200, json={"dag_id": "ingest", "is_paused": False})
+
+    assert client(handler).get_dag("ingest") == {"dag_id": "ingest", "is_paused": False}
+    assert len(logins) == 2
+
+
+def test_create_backfill_body_and_conflict_detail() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if (resp := token_ok(request)) is not None:
+            return resp
+        assert request.headers["Authorization"] == "Bearer tok"
+        seen.append(json.loads(request.content))
+        detail = "There is already a running backfill for dag ingest"
+        return httpx.Response(409, json={"detail": detail})
+
+    with pytest.raises(AirflowApiError, match=r"HTTP 409.*already a running backfill"):
+        client(handler).create_backfill("ingest", D1, D3, "failed", max_active_runs=2)
+    assert seen == [
+        {
+            "dag_id": "ingest",
+            "from_date": "2013-01-01T00:00:00Z",
+            "to_date": "2013-01-03T00:00:00Z",
+            "reprocess_behavior": "failed",
+            "max_active_runs": 2,
+        }
+    ]
+
+
+def test_unknown_reprocess_behavior_is_refused_locally() -> None:
+    with pytest.raises(ValueError, match="reprocess_behavior"):
+        client(lambda r: httpx.Response(500)).create_backfill("ingest", D1, D3, "all")
+
+
+def test_dag_not_found_lists_known_dags_and_import_errors() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if (resp := token_ok(request)) is not None:
+            return resp
+        path = request.url.path
+        if path == "/api/v2/dags/nope":
+            return httpx.Response(404, json={"detail": "not found"})
+        if path == "/api/v2/dags":
+            return httpx.Response(200, json={"dags": [{"dag_id": "train"}, {"dag_id": "ingest"}]})
+        if path == "/api/v2/importErrors":
+            trace = "Traceback...\nNameError: name 'x' is not defined"
+            errors = [{"filename": "/dags/bad.py", "stack_trace": trace}]
+            return httpx.Response(200, json={"import_errors": errors})
+        return httpx.Response(500)
+
+    from rich.console import Console
+
+    with pytest.raises(AirflowApiError) as info:
+        airflow_api.wait_for_dag(client(handler), "nope", Console(quiet=True), timeout=0.0)
+    message = info.value.message
+    assert "DAG 'nope' not found" in message
+    assert "Known DAGs: ingest, train" in message
+    assert "/dags/bad.py: NameError: name 'x' is not defined" in message
+
+
+def test_list_dag_runs_pages_and_filters_by_logical_date() -> None:
+    queries: list[httpx.QueryParams] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if (resp := token_ok(request)) is not None:
+            return resp
+        queries.append(request.url.params)
+        offset = int(request.url.params["offset"])
+        page = [run(D1, "success")] * (100 if offset == 0 else 5)
+        return httpx.Response(200, json={"dag_runs": page, "total_entries": 105})
+
+    runs = client(handler).list_dag_runs("ingest", D1, D3)
+    assert len(runs) == 105
+    assert [q["offset"] for q in queries] == ["0", "100"]
+    assert queries[0]["logical_date_gte"] == "2013-01-01T00:00:00Z"
+    assert queries[0]["logical_date_lte"] == "2013-01-03T00:00:00Z"
+
+
+def test_failed_tasks_ignores_upstream_failed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if (resp := token_ok(request)) is not None:
+            return resp
+        assert request.url.params.get_list("state") == ["failed", "upstream_failed"]
+        tis = [
+            {"task_id": "validate", "state": "failed", "map_index": -1},
+            {"task_id": "build_features", "state": "upstream_failed", "map_index": -1},
+            {"task_id": "shard", "state": "failed", "map_index": 2},
+        ]
+        return httpx.Response(200, json={"task_instances": tis})
+
+    assert client(handler).failed_tasks("ingest", "r1") == ["shard[2]", "validate"]
+
+
+# ---------------------------------------------------------------------------- backfill_cli
+
+
+class FakeAirflow:
+    """Enough of the REST API for backfill_cli: runs finish after a few polls."""
+
+    def __init__(self, final: dict[dt.datetime, str], paused: bool = False) -> None:
+        self.final = final
+        self.paused = paused
+        self.polls = 0
+        self.patched: list[Any] = []
+        self.created: list[Any] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if (resp := token_ok(request)) is not None:
+            return resp
+        path, method = request.url.path, request.method
+        if path == "/api/v2/dags/ingest" and method == "GET":
+            return httpx.Response(200, json={"dag_id": "ingest", "is_paused": self.paused})
+        if path == "/api/v2/dags/ingest" and method == "PATCH":
+            self.patched.append(json.loads(request.content))
+            self.paused = False
+            return httpx.Response(200, json={"dag_id": "ingest", "is_paused": False})
+        if path == "/api/v2/backfills/dry_run":
+            dates = [{"logical_date": d.isoformat()} for d in self.final]
+            return httpx.Response(200, json={"backfills": dates, "total_entries": len(dates)})
+        if path == "/api/v2/backfills":
+            self.created.append(json.loads(request.content))
+            return httpx.Response(200, json={"id": 7})
+        if path == "/api/v2/backfills/7":
+            return httpx.Response(200, json={"id": 7, "completed_at": None})
+        if path == "/api/v2/dags/ingest/dagRuns":
+            self.polls += 1
+            runs = [
+                run(d, state if self.polls >= 2 else "queued") for d, state in self.final.items()
+            ]
+            return httpx.Response(200, json={"dag_runs": runs, "total_entries": len(runs)})
+        if path.endswith("/taskInstances"):
+            tis = [{"task_id": "validate", "state": "failed", "map_index": -1}]
+            return httpx.Response(200, json={"task_instances": tis})
+        return httpx.Response(500, json={"detail": f"unexpected {method} {path}"})
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeAirflow]:
+    def make(final: dict[dt.datetime, str], paused: bool = False) -> FakeAirflow:
+        airflow = FakeAirflow(final, paused)
+        monkeypatch.setattr(
+            AirflowClient, "from_settings", classmethod(lambda cls, settings=None: client(airflow))
+        )
+        monkeypatch.setattr(airflow_api, "POLL_SECONDS", 0.0)
+        monkeypatch.setattr(airflow_api.time, "sleep", lambda _s: None)
+        return airflow
+
+    return make
+
+
+def test_backfill_cli_unpauses_and_succeeds(
+    fake: Callable[..., FakeAirflow], capsys: pytest.CaptureFixture[str]
+) -> None:
+    airflow = fake({D1: "success", D2: "success", D3: "success"}, paused=True)
+    ok = airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
+    assert ok is True
+    assert airflow.patched == [{"is_paused": False}]
+    assert airflow.created[0]["to_date"] == "2013-01-03T00:00:00Z"
+    out = capsys.readouterr().out
+    assert "unpaused" in out
+    assert "All 3 run(s) of ingest succeeded" in out
+
+
+def test_backfill_cli_reports_failed_days_and_tasks(
+    fake: Callable[..., FakeAirflow], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake({D1: "success", D2: "failed", D3: "success"})
+    ok = airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
+    assert ok is False
+    out = capsys.readouterr().out
+    assert "1 failed" in out
+    assert "2013-01-02" in out and "validate" in out
+    assert f"{BASE}/dags/ingest/runs/" in out
+
+
+def test_backfill_cli_no_wait_returns_after_create(fake: Callable[..., FakeAirflow]) -> None:
+    airflow = fake({D1: "failed"})
+    assert airflow_api.backfill_cli(
+        "ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 1), "none", wait=False
+    )
+    assert airflow.polls == 0
