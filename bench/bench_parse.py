@@ -19,7 +19,6 @@ import argparse
 import compileall
 import json
 import os
-import py_compile
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,20 @@ for _ in range(reparses):
     later.append(time.perf_counter() - t)
     later_cpu.append(time.process_time() - c)
 
+
+def bytecode_fresh(source):
+    # Was the DAG file's own bytecode valid (used, not recompiled) for this parse?
+    import importlib.util, os, struct
+    try:
+        with open(importlib.util.cache_from_source(source), "rb") as fh:
+            header = fh.read(16)
+    except OSError:
+        return False
+    flags, mtime, size = struct.unpack("<III", header[4:16])
+    st = os.stat(source)
+    return flags == 0 and mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF
+
+
 shape = [
     {
         "dag_id": dag.dag_id,
@@ -84,6 +97,7 @@ with open(out, "w") as fh:
             "later_parse_s": statistics.median(later) if later else None,
             "later_parse_cpu_s": statistics.median(later_cpu) if later_cpu else None,
             "heavy_modules": heavy_loaded,
+            "bytecode_fresh": bytecode_fresh(path),
             "new_top_level_modules": sorted(
                 m for m in loaded if not m.startswith("unusual_prefix")
             ),
@@ -171,7 +185,10 @@ def _child_env(airflow_home: Path) -> dict[str, str]:
 
 
 def measure(path: Path, reparses: int, work: Path) -> dict[str, Any]:
-    """One fresh-interpreter measurement of ``path``."""
+    """One fresh-interpreter measurement of ``path`` (its bytecode compiled first)."""
+    # Others may edit the sources while the benchmark runs: recompile what went stale.
+    compile_sources()
+    compileall.compile_file(str(path), quiet=1)
     out = work / "measure.json"
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-c", _CHILD, str(path), str(reparses), json.dumps(HEAVY_MODULES)]
@@ -219,6 +236,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         # Noise on a shared machine only ever adds time: the minimum is the steadiest figure.
         "first_parse_min_s": min(r["first_parse_s"] for r in runs),
         "first_parse_cpu_min_s": min(r["first_parse_cpu_s"] for r in runs),
+        "bytecode_fresh": all(r["bytecode_fresh"] for r in runs),
         "first_parse_runs_s": [r["first_parse_s"] for r in runs],
         "first_parse_cpu_runs_s": [r["first_parse_cpu_s"] for r in runs],
         "heavy_modules": sorted({m for r in runs for m in r["heavy_modules"]}),
@@ -231,7 +249,6 @@ def bench_file(path: Path, rounds: int, reparses: int, work: Path, warm: bool) -
     shape_run = measure(path, 0, work)  # also the warm-up (a new AIRFLOW_HOME writes its cfg)
     reference = work / f"reference_{path.stem}.py"
     reference.write_text(reference_source(shape_run["dags"]))
-    py_compile.compile(str(reference), doraise=True)
     if warm:
         measure(reference, 0, work)
     ours_runs, ref_runs = [], []
@@ -315,6 +332,8 @@ def table(result: dict[str, Any]) -> str:
             f"{'':<14}extra modules vs reference: "
             f"{', '.join(r['extra_modules_vs_reference']) or '-'}"
         )
+    if not all(r[w]["bytecode_fresh"] for r in result["files"] for w in ("ours", "reference")):
+        lines.append("WARNING: some runs compiled a DAG file from source (edited during the run)")
     lines.append(
         f"\n{result['rounds']} fresh interpreters per file (medians), {result['reparses']} "
         f"re-parses each; target first parse <= {result['target_first_parse_ratio']}x the "

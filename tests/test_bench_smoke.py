@@ -36,6 +36,7 @@ def test_parse_bench_small() -> None:
             for key in ("import_sdk_s", "import_dagbag_s", "first_parse_s", "later_parse_s"):
                 assert _positive(s[key]), (f["file"], which, key, s[key])
             assert len(s["first_parse_runs_s"]) == result["rounds"] == 1
+            assert s["bytecode_fresh"], f"{f['file']} {which}: parsed without its bytecode"
         for key in ("first_parse_ratio", "later_parse_ratio", "first_parse_cpu_ratio"):
             assert _positive(f[key]), (f["file"], key)
         # Behaviour, not timing: parsing our DAGs (and the reference) loads no heavy module.

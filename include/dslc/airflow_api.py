@@ -34,6 +34,8 @@ TERMINAL_STATES = frozenset({"success", "failed"})
 REPROCESS_BEHAVIORS = ("none", "failed", "completed")
 DAG_PARSE_TIMEOUT = 60.0
 POLL_SECONDS = 2.0
+BACKFILL_CREATE_ATTEMPTS = 5
+BACKFILL_RETRY_SECONDS = 3.0
 
 
 class AirflowApiError(CliError):
@@ -302,6 +304,14 @@ class AirflowClient:
         errors: list[dict[str, Any]] = list(data.get("import_errors", []))
         return errors
 
+    def scheduler_healthy(self) -> bool:
+        """Whether ``/api/v2/monitor/health`` reports a live scheduler (True if unknown)."""
+        resp = self._send("GET", "/api/v2/monitor/health")
+        if not resp.is_success:
+            return True
+        status = (resp.json().get("scheduler") or {}).get("status")
+        return status in (None, "healthy")
+
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self._json(
             "PATCH",
@@ -352,10 +362,25 @@ class AirflowClient:
     ) -> dict[str, Any]:
         """``POST /api/v2/backfills``: ``to_date`` is inclusive of the logical date."""
         body = self._backfill_body(dag_id, from_date, to_date, reprocess_behavior, max_active_runs)
-        data: dict[str, Any] = self._json(
-            "POST", "/api/v2/backfills", f"create a backfill of {dag_id}", json=body
-        )
+        action = f"create a backfill of {dag_id}"
+        # On SQLite Airflow answers 503 when the scheduler holds the DB lock; the creation is
+        # one transaction, rolled back on that error, so trying again is safe.
+        for attempt in range(1, BACKFILL_CREATE_ATTEMPTS + 1):
+            resp = self.request("POST", "/api/v2/backfills", json=body)
+            if resp.status_code != 503 or attempt == BACKFILL_CREATE_ATTEMPTS:
+                break
+            time.sleep(BACKFILL_RETRY_SECONDS * attempt)
+        self._check(resp, action)
+        data: dict[str, Any] = resp.json()
         return data
+
+    def active_backfill(self, dag_id: str) -> dict[str, Any] | None:
+        """The backfill of ``dag_id`` that has not completed yet, if any."""
+        data = self._json(
+            "GET", "/api/v2/backfills", "list backfills", params={"dag_id": dag_id, "limit": 100}
+        )
+        active = [b for b in data.get("backfills", []) if not b.get("completed_at")]
+        return active[-1] if active else None
 
     def get_backfill(self, backfill_id: int) -> dict[str, Any]:
         data: dict[str, Any] = self._json(
@@ -488,6 +513,12 @@ def follow_backfill(
             bar.update(task, completed=progress.done, detail=detail)
             if progress.finished:
                 return progress
+            if not client.scheduler_healthy():
+                raise AirflowApiError(
+                    "The Airflow scheduler is not running, so the backfill cannot progress "
+                    f"({progress.describe()}). See `dslc status` and the scheduler log; "
+                    "`dslc up` restarts it and the backfill resumes."
+                )
             if backfill_id is not None and client.get_backfill(backfill_id).get("completed_at"):
                 # Ended (e.g. cancelled in the UI) with runs that will never finish: read once more.
                 progress.update(client.list_dag_runs(dag_id, *window))
@@ -545,14 +576,46 @@ def _backfill(
         client.login()
         dag = wait_for_dag(client, dag_id, console)
         if dag.get("is_paused"):
-            client.set_paused(dag_id, False)
-            console.print(f"DAG {dag_id!r} was paused: unpaused it (paused DAGs run no backfill).")
+            console.print(f"DAG {dag_id!r} is paused: unpausing it (paused DAGs run no backfill).")
         expected = client.dry_run_backfill(dag_id, *window, reprocess_behavior=reprocess)
         if not expected:
             return _nothing_to_do(client, dag_id, window, reprocess, console)
-        created = client.create_backfill(
-            dag_id, *window, reprocess_behavior=reprocess, max_active_runs=max_active_runs
-        )
+        # Creating many runs while the scheduler schedules the first ones races on SQLite
+        # (Airflow 3.3 may roll the creation back after the scheduler saw a run, which crashes
+        # the scheduler): keep the DAG paused until the backfill exists.
+        running = client.active_backfill(dag_id)
+        if running is not None:
+            # Airflow allows one active backfill per DAG: follow it rather than fail (a re-run
+            # of the demo, or a second terminal).
+            console.print(
+                f"Backfill #{running['id']} of {dag_id} ({running.get('from_date')} .. "
+                f"{running.get('to_date')}) is still active: following it first."
+            )
+            run_window = (parse_time(running["from_date"]), parse_time(running["to_date"]))
+            theirs = sorted(
+                parse_time(r["logical_date"])
+                for r in client.list_dag_runs(dag_id, *run_window)
+                if r.get("run_type") == "backfill" and r.get("logical_date")
+            )
+            follow_backfill(
+                client,
+                dag_id,
+                BackfillProgress(expected=theirs),
+                run_window,
+                console,
+                int(running["id"]),
+                timeout=timeout,
+            )
+            expected = client.dry_run_backfill(dag_id, *window, reprocess_behavior=reprocess)
+            if not expected:
+                return _nothing_to_do(client, dag_id, window, reprocess, console)
+        client.set_paused(dag_id, True)
+        try:
+            created = client.create_backfill(
+                dag_id, *window, reprocess_behavior=reprocess, max_active_runs=max_active_runs
+            )
+        finally:
+            client.set_paused(dag_id, False)
         backfill_id = int(created["id"])
         console.print(
             f"Backfill #{backfill_id} of {dag_id}: {len(expected)} run(s), {first}..{last} "

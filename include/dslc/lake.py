@@ -17,10 +17,12 @@ so a crash at any point leaves either the old partition or the new one, never a 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
 import json
+import re
 import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,12 +54,15 @@ class Manifest:
 
 def day(ds: str | dt.date) -> str:
     """Validate and normalise a partition day to ``YYYY-MM-DD``."""
+    if isinstance(ds, dt.datetime):
+        return ds.date().isoformat()
     if isinstance(ds, dt.date):
         return ds.isoformat()
-    try:
-        return dt.date.fromisoformat(ds).isoformat()
-    except (TypeError, ValueError):
-        raise ValueError(f"partition day {ds!r} is not a date in YYYY-MM-DD form") from None
+    # fromisoformat alone would also take "20130102" and week dates like "2013-W01-1".
+    if isinstance(ds, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", ds):
+        with contextlib.suppress(ValueError):
+            return dt.date.fromisoformat(ds).isoformat()
+    raise ValueError(f"partition day {ds!r} is not a date in YYYY-MM-DD form")
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
@@ -208,7 +213,7 @@ class Lake:
 def get_lake(url: str | None = None) -> Lake:
     """The lake from settings (or ``url``), with S3 options from the environment if any.
 
-    Inside Airflow tasks use :func:`dslc.airflow.lake` instead, which takes the credentials
+    Inside Airflow tasks use ``dslc_airflow.lake.lake()`` instead, which takes the credentials
     of an s3:// lake from an Airflow connection.
     """
     from dslc.settings import get_settings

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"http://{self.mlflow_host}:{self.mlflow_port}"
 
 
+# Airflow's `[database] sql_alchemy_connect_args` for the embedded SQLite DB: wait up to 60 s
+# for the write lock instead of SQLite's default 5 s, so the API's writes (e.g. creating a
+# 90-run backfill) don't fail while the scheduler holds the lock.
+SQLITE_CONNECT_ARGS = {"timeout": 60}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (cached; call ``get_settings.cache_clear()`` in tests)."""

@@ -246,6 +246,7 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "dslc.settings.SQLITE_CONNECT_ARGS",
             "AIRFLOW__CORE__DAGS_FOLDER": str(settings.project_root / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.project_root / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -251,6 +251,7 @@ class FakeAirflow:
         self.polls = 0
         self.patched: list[Any] = []
         self.created: list[Any] = []
+        self.active: list[Any] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if (resp := token_ok(request)) is not None:
@@ -260,11 +261,13 @@ class FakeAirflow:
             return httpx.Response(200, json={"dag_id": "ingest", "is_paused": self.paused})
         if path == "/api/v2/dags/ingest" and method == "PATCH":
             self.patched.append(json.loads(request.content))
-            self.paused = False
-            return httpx.Response(200, json={"dag_id": "ingest", "is_paused": False})
+            self.paused = json.loads(request.content)["is_paused"]
+            return httpx.Response(200, json={"dag_id": "ingest", "is_paused": self.paused})
         if path == "/api/v2/backfills/dry_run":
             dates = [{"logical_date": d.isoformat()} for d in self.final]
             return httpx.Response(200, json={"backfills": dates, "total_entries": len(dates)})
+        if path == "/api/v2/backfills" and method == "GET":
+            return httpx.Response(200, json={"backfills": self.active, "total_entries": 0})
         if path == "/api/v2/backfills":
             self.created.append(json.loads(request.content))
             return httpx.Response(200, json={"id": 7})
@@ -302,10 +305,11 @@ def test_backfill_cli_unpauses_and_succeeds(
     airflow = fake({D1: "success", D2: "success", D3: "success"}, paused=True)
     ok = airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
     assert ok is True
-    assert airflow.patched == [{"is_paused": False}]
+    # Paused while the runs are created (a race on SQLite), unpaused for them to run.
+    assert airflow.patched == [{"is_paused": True}, {"is_paused": False}]
     assert airflow.created[0]["to_date"] == "2013-01-03T00:00:00Z"
     out = capsys.readouterr().out
-    assert "unpaused" in out
+    assert "unpausing" in out
     assert "All 3 run(s) of ingest succeeded" in out
 
 
@@ -327,3 +331,16 @@ def test_backfill_cli_no_wait_returns_after_create(fake: Callable[..., FakeAirfl
         "ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 1), "none", wait=False
     )
     assert airflow.polls == 0
+
+
+def test_backfill_cli_follows_an_active_backfill_before_creating(
+    fake: Callable[..., FakeAirflow], capsys: pytest.CaptureFixture[str]
+) -> None:
+    airflow = fake({D1: "success", D2: "success", D3: "success"})
+    airflow.active = [
+        {"id": 3, "from_date": D1.isoformat(), "to_date": D3.isoformat(), "completed_at": None}
+    ]
+    assert airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
+    out = capsys.readouterr().out
+    assert "Backfill #3 of ingest" in out and "still active: following it" in out
+    assert airflow.paused is False

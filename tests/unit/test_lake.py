@@ -176,20 +176,10 @@ def test_day_rejects_bad_dates_with_a_clear_message(bad: object) -> None:
     assert str(err.value) == f"partition day {bad!r} is not a date in YYYY-MM-DD form"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dslc.lake.day: a datetime is a date subclass and keeps its time "
-    "(ds=2013-01-02T05:00:00); fix: check dt.datetime first and use .date()",
-)
 def test_day_of_a_datetime_is_its_date() -> None:
     assert day(dt.datetime(2013, 1, 2, 5, 0)) == "2013-01-02"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dslc.lake.day: Python 3.11 date.fromisoformat also takes 20130102 and ISO week "
-    "dates (2013-W01-1 -> 2012-12-31); fix: re.fullmatch(r'\\d{4}-\\d{2}-\\d{2}', ds) first",
-)
 @pytest.mark.parametrize("other_form", ["20130102", "2013-W01-1"])
 def test_day_accepts_only_the_yyyy_mm_dd_form(other_form: str) -> None:
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
