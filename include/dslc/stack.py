@@ -292,6 +292,9 @@ def _argv(settings: Settings, name: str) -> list[str]:
     if name == "api-server":
         host, port = settings.airflow_host, str(settings.airflow_port)
         return [_executable("airflow"), "api-server", "--host", host, "--port", port]
+    if name == "scheduler":
+        # The executor forks task processes from the scheduler's workers: start them warm.
+        return [_executable("python"), "-m", "dslc.preload", "scheduler"]
     return [_executable("airflow"), name]
 
 

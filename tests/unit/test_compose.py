@@ -1,4 +1,4 @@
-"""docker-compose.yaml is valid and production-shaped, checked statically (no Docker engine here)."""
+"""docker-compose.yaml is valid and production-shaped, checked statically (no Docker engine)."""
 
 from __future__ import annotations
 
