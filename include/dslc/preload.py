@@ -43,7 +43,7 @@ def main() -> None:
     from airflow.__main__ import main as airflow_main
 
     sys.argv = ["airflow", *sys.argv[1:]]
-    airflow_main()
+    airflow_main()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":
