@@ -1,4 +1,4 @@
-"""The real embedded stack (Airflow 3 + MLflow) on free loopback ports, once per session.
+"""The real embedded stack (Airflow 3 + MLflow) on free loopback ports, once for tests/e2e.
 
 The stack gets its own DSLC_HOME (so its own AIRFLOW_HOME, metadata DB, lake and logs) in a
 temp dir; ``dslc.stack`` builds the child environment explicitly, so the test session's
@@ -34,7 +34,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_stack() -> Iterator[Settings]:
     """Start the stack with ``dslc.stack.up()``; stop it with ``down()`` at the end."""
     from dslc import stack

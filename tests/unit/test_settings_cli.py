@@ -13,7 +13,8 @@ from dslc.settings import Settings, get_settings
 
 
 def test_defaults_make_the_embedded_stack_work(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.delenv("DSLC_LAKE_URL", raising=False)
+    for name in ("DSLC_LAKE_URL", "DSLC_AIRFLOW_PORT", "DSLC_MLFLOW_PORT"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DSLC_HOME", str(tmp_path))
     s = get_settings()
     assert s.lake == f"file://{tmp_path}/lake"
