@@ -23,7 +23,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 # name -> module; the name is also the results file (bench/results/<name>.json).
-BENCHES = {"parse": "bench.bench_parse", "validation": "bench.bench_validation"}
+BENCHES = {
+    "parse": "bench.bench_parse",
+    "validation": "bench.bench_validation",
+    "stack": "bench.bench_stack",
+}
 
 
 def git_sha() -> str | None:

@@ -99,3 +99,19 @@ def test_runner_skips_a_missing_bench(
     assert runner.main([]) == 1
     out = capsys.readouterr().out
     assert "nothing: skipped (bench.bench_does_not_exist is not there yet)" in out
+
+
+@pytest.mark.e2e
+def test_stack_bench_small() -> None:
+    from bench import bench_stack
+
+    result = bench_stack.run(small=True)
+
+    assert result["single_cold_state"] == "success"
+    assert result["single_warm_state"] == "success"
+    assert result["backfill_ok"] is True
+    assert result["backfill_runs"] == bench_stack.SMALL_DAYS
+    for key in ("up_s", "single_cold_run_s", "single_warm_run_s", "backfill_span_s"):
+        assert result[key] > 0, key
+    assert "backfill" in bench_stack.table(result)
+    json.dumps(result)
