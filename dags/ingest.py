@@ -22,7 +22,6 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, task
 
-from dslc.settings import get_settings
 from dslc_airflow.sensors import LandingSensor
 
 FEATURES = Asset(name="dslc_features_flights", uri="dslc://lake/features/flights")
@@ -53,14 +52,8 @@ def _run(fn_name: str, **kwargs: Any) -> dict[str, Any]:
     default_args={"owner": "dslc", "retries": 2, "retry_delay": dt.timedelta(seconds=20)},
 )
 def ingest() -> None:
-    settings = get_settings()
-    wait = LandingSensor(
-        task_id="wait_for_landing",
-        dataset="flights",
-        poke_interval=settings.landing_poke_seconds,
-        timeout=settings.landing_timeout_seconds,
-        retries=0,
-    )
+    # Poke interval and timeout: DSLC_LANDING_POKE_SECONDS / DSLC_LANDING_TIMEOUT_SECONDS.
+    wait = LandingSensor(task_id="wait_for_landing", dataset="flights", retries=0)
 
     @task
     def extract(ds: str | None = None) -> dict[str, Any]:

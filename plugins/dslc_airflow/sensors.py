@@ -22,6 +22,9 @@ class LandingSensor(BaseSensorOperator):
 
     def __init__(self, *, dataset: str, ds: str = "{{ ds }}", **kwargs: Any) -> None:
         kwargs.setdefault("mode", "reschedule")
+        # Without explicit poke_interval/timeout, DSLC_LANDING_POKE_SECONDS and
+        # DSLC_LANDING_TIMEOUT_SECONDS apply, read when the task runs.
+        self.use_settings = "timeout" not in kwargs and "poke_interval" not in kwargs
         super().__init__(**kwargs)
         self.dataset = dataset
         self.ds = ds
@@ -42,6 +45,13 @@ class LandingSensor(BaseSensorOperator):
         return found
 
     def execute(self, context: Context) -> Any:
+        from dslc.settings import get_settings
+
+        # Runtime knobs come from settings when the task runs, not when the DAG is parsed.
+        settings = get_settings()
+        if self.use_settings:
+            self.poke_interval = float(settings.landing_poke_seconds)
+            self.timeout = float(settings.landing_timeout_seconds)
         try:
             return super().execute(context)
         except AirflowSensorTimeout as e:
