@@ -34,8 +34,11 @@ TERMINAL_STATES = frozenset({"success", "failed"})
 REPROCESS_BEHAVIORS = ("none", "failed", "completed")
 DAG_PARSE_TIMEOUT = 60.0
 POLL_SECONDS = 2.0
-BACKFILL_CREATE_ATTEMPTS = 5
-BACKFILL_RETRY_SECONDS = 3.0
+BACKFILL_CREATE_ATTEMPTS = 8
+BACKFILL_RETRY_SECONDS = 2.0
+# Airflow allows one active backfill per DAG, so a long window is run as consecutive backfills
+# of at most this many runs: each is created in a short transaction (see _create_part).
+BACKFILL_PART_RUNS = 15
 
 
 class AirflowApiError(CliError):
@@ -580,9 +583,6 @@ def _backfill(
         expected = client.dry_run_backfill(dag_id, *window, reprocess_behavior=reprocess)
         if not expected:
             return _nothing_to_do(client, dag_id, window, reprocess, console)
-        # Creating many runs while the scheduler schedules the first ones races on SQLite
-        # (Airflow 3.3 may roll the creation back after the scheduler saw a run, which crashes
-        # the scheduler): keep the DAG paused until the backfill exists.
         running = client.active_backfill(dag_id)
         if running is not None:
             # Airflow allows one active backfill per DAG: follow it rather than fail (a re-run
@@ -609,31 +609,71 @@ def _backfill(
             expected = client.dry_run_backfill(dag_id, *window, reprocess_behavior=reprocess)
             if not expected:
                 return _nothing_to_do(client, dag_id, window, reprocess, console)
-        client.set_paused(dag_id, True)
-        try:
-            created = client.create_backfill(
-                dag_id, *window, reprocess_behavior=reprocess, max_active_runs=max_active_runs
-            )
-        finally:
-            client.set_paused(dag_id, False)
-        backfill_id = int(created["id"])
-        console.print(
-            f"Backfill #{backfill_id} of {dag_id}: {len(expected)} run(s), {first}..{last} "
-            f"(reprocess={reprocess}). Airflow UI: {client.base_url}/dags/{dag_id}",
-            soft_wrap=True,
-        )
-        if not wait:
-            return True
         progress = BackfillProgress(expected=sorted(expected))
-        try:
-            follow_backfill(client, dag_id, progress, window, console, backfill_id, timeout=timeout)
-        except KeyboardInterrupt:
-            console.print(
-                f"Stopped following; backfill #{backfill_id} goes on in Airflow: "
-                f"{client.base_url}/dags/{dag_id}"
+        parts = backfill_parts(progress.expected, None if not wait else BACKFILL_PART_RUNS)
+        for number, (part_first, part_last) in enumerate(parts, start=1):
+            backfill_id = _create_part(
+                client, dag_id, (part_first, part_last), reprocess, max_active_runs
             )
-            return False
+            runs = sum(1 for d in progress.expected if part_first <= d <= part_last)
+            label = f" (part {number} of {len(parts)})" if len(parts) > 1 else ""
+            console.print(
+                f"Backfill #{backfill_id} of {dag_id}: {runs} run(s), {part_first.date()}.."
+                f"{part_last.date()}{label} (reprocess={reprocess}). "
+                f"Airflow UI: {client.base_url}/dags/{dag_id}",
+                soft_wrap=True,
+            )
+            if not wait:
+                return True
+            try:
+                follow_backfill(
+                    client, dag_id, progress, window, console, backfill_id, timeout=timeout
+                )
+            except KeyboardInterrupt:
+                console.print(
+                    f"Stopped following; backfill #{backfill_id} goes on in Airflow: "
+                    f"{client.base_url}/dags/{dag_id}"
+                )
+                return False
         return _report(client, dag_id, progress, console)
+
+
+def backfill_parts(
+    expected: list[dt.datetime], size: int | None
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Split the sorted logical dates into consecutive windows of at most ``size`` runs."""
+    if not expected:
+        return []
+    if size is None or size >= len(expected):
+        return [(expected[0], expected[-1])]
+    return [
+        (expected[i], expected[min(i + size, len(expected)) - 1])
+        for i in range(0, len(expected), size)
+    ]
+
+
+def _create_part(
+    client: AirflowClient,
+    dag_id: str,
+    part: tuple[dt.datetime, dt.datetime],
+    reprocess: str,
+    max_active_runs: int | None,
+) -> int:
+    """Create one backfill with the DAG paused meanwhile; returns its id.
+
+    On SQLite, Airflow 3.3 can fail the creation with "database is locked" when the
+    scheduler commits while the runs are being created, and roll it back after the scheduler
+    already saw one of its runs (which crashed the scheduler in our tests). A paused DAG's runs
+    are not scheduled, and short windows keep the creating transaction short.
+    """
+    client.set_paused(dag_id, True)
+    try:
+        created = client.create_backfill(
+            dag_id, *part, reprocess_behavior=reprocess, max_active_runs=max_active_runs
+        )
+    finally:
+        client.set_paused(dag_id, False)
+    return int(created["id"])
 
 
 def _report(

@@ -344,3 +344,27 @@ def test_backfill_cli_follows_an_active_backfill_before_creating(
     out = capsys.readouterr().out
     assert "Backfill #3 of ingest" in out and "still active: following it" in out
     assert airflow.paused is False
+
+
+def test_backfill_parts_split_long_windows_into_consecutive_runs() -> None:
+    days = [dt.datetime(2013, 1, 1, tzinfo=UTC) + dt.timedelta(days=i) for i in range(40)]
+    parts = airflow_api.backfill_parts(days, 15)
+    assert [(a.day, b.day) for a, b in parts] == [(1, 15), (16, 30), (31, 9)]
+    assert airflow_api.backfill_parts(days, None) == [(days[0], days[-1])]
+    assert airflow_api.backfill_parts([], 15) == []
+
+
+def test_long_backfill_is_created_part_by_part_with_the_dag_paused_meanwhile(
+    fake: Callable[..., FakeAirflow], capsys: pytest.CaptureFixture[str]
+) -> None:
+    days = [dt.datetime(2013, 1, 1, tzinfo=UTC) + dt.timedelta(days=i) for i in range(31)]
+    airflow = fake(dict.fromkeys(days, "success"))
+    assert airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 31), "failed")
+    assert [(b["from_date"][:10], b["to_date"][:10]) for b in airflow.created] == [
+        ("2013-01-01", "2013-01-15"),
+        ("2013-01-16", "2013-01-30"),
+        ("2013-01-31", "2013-01-31"),
+    ]
+    assert airflow.patched == [{"is_paused": True}, {"is_paused": False}] * 3
+    out = capsys.readouterr().out
+    assert "(part 3 of 3)" in out and "All 31 run(s) of ingest succeeded" in out
