@@ -55,6 +55,23 @@ class Settings(BaseSettings):
         default=6 * 3600, ge=1, description="How long ingest waits for a day's landing file."
     )
 
+    # -- training (the `train` DAG) ---------------------------------------------------------
+    model_name: str = Field(default="flights_late", description="Registered model in MLflow.")
+    mlflow_experiment: str = Field(default="dslc-train", description="MLflow experiment name.")
+    train_window_days: int = Field(default=60, ge=1, description="Default training window.")
+    train_min_days: int = Field(
+        default=7, ge=3, description="Fewest published feature days a training window may have."
+    )
+    train_min_rows: int = Field(
+        default=5_000, ge=100, description="Fewest feature rows a training window may have."
+    )
+    promote_tolerance: float = Field(
+        default=0.01, ge=0, le=1, description="How much lower a challenger's ROC AUC may be."
+    )
+    promote_auc_floor: float = Field(
+        default=0.6, ge=0, le=1, description="Holdout ROC AUC below which nothing is promoted."
+    )
+
     @field_validator("lake_url")
     @classmethod
     def _check_lake_url(cls, value: str | None) -> str | None:

@@ -34,3 +34,38 @@ def dagbag(airflow_db: None):
     bag = DagBag(str(ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag
+
+
+# -- the train DAG: real feature partitions and a real MLflow server ---------------------------
+
+TRAIN_FIRST_DAY = "2013-01-01"
+TRAIN_LAST_DAY = "2013-01-21"
+
+
+@pytest.fixture(scope="session")
+def feature_lake(tmp_path_factory: pytest.TempPathFactory):
+    """A file:// lake with 21 days of features built by the real ingest functions (once)."""
+    import datetime as dt
+
+    from dslc import ingest, sources
+    from dslc.lake import Lake
+
+    lake = Lake(f"file://{tmp_path_factory.mktemp('feature-lake') / 'lake'}")
+    first, last = dt.date.fromisoformat(TRAIN_FIRST_DAY), dt.date.fromisoformat(TRAIN_LAST_DAY)
+    sources.replay(lake, first, last)
+    for d in sources.days(first, last):
+        ingest.extract_day(lake, d.isoformat())
+        ingest.validate_day(lake, d.isoformat())
+        ingest.build_features(lake, d.isoformat())
+    return lake
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real MLflow server on a free loopback port with a temp SQLite DB (session-wide)."""
+    from tests.integration.mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,232 @@
+"""
+### train: assemble -> train -> evaluate against the champion -> register -> promote
+
+(Re)trains the "is this flight going to be late?" model from the published feature
+partitions in a window, and moves the `champion` alias in MLflow only if the new model earns it.
+
+| step | what it does |
+|---|---|
+| `assemble` | checks the params; reads the published `features/flights/ds=...` partitions in the window (missing days are logged; too few days or rows fail); splits by date into train / valid / holdout (never at random across time); writes `training/flights/run=.../split.json` with every partition's content hash |
+| `train` | fits the seeded scikit-learn pipeline (ordinal-encoded categoricals -> HistGradientBoosting with native categorical splits); logs params, metrics, split and model (skops, signature, input example, pinned requirements) to one MLflow run per DAG run (a retry reuses it) |
+| `evaluate` | scores the challenger and the current `champion` on the same holdout: ROC AUC, PR AUC, log loss, Brier, calibration, per origin and top carriers; logged to the run as metrics, `evaluation/evaluation.json` and `evaluation/comparison.md` |
+| `register` | one model version per run (a retry finds it), tagged with window, partition hashes, git sha, trigger reason and DAG run id; the drift reference profile is logged with it |
+| `promote` | gate: ROC AUC not worse than the champion's by more than `tolerance`, above the floor, no slice collapsed (or `force_promote`). On pass `previous_champion` <- old, `champion` <- new, refusing if another run moved `champion` meanwhile. On reject the version stays registered, tagged with why, and the task succeeds; its return value (XCom) and log say so |
+
+Triggered from the form below, by the drift DAG (`conf`: `reason`, `window_end`,
+`window_days`, `report_uri`, `drifted_features`), or weekly. Look in MLflow under the
+experiment `dslc-train` and the registered model `flights_late`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from dslc.settings import get_settings
+
+
+def _user_errors(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``fn``; errors the user must fix fail the task without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dslc.evaluation import EvaluationError
+    from dslc.registry import RegistryError, RegistryUnavailableError
+    from dslc.training import TrainingError
+
+    try:
+        return fn()
+    except RegistryUnavailableError:
+        raise  # the server may come back: let Airflow retry
+    except (TrainingError, EvaluationError, RegistryError) as e:
+        raise AirflowFailException(str(e)) from e
+
+
+_settings = get_settings()
+
+
+@dag(
+    dag_id="train",
+    schedule="@weekly",
+    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["dslc", "ml"],
+    default_args={"owner": "dslc", "retries": 2, "retry_delay": dt.timedelta(seconds=30)},
+    params={
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Window end",
+            description="Last day of the training window (YYYY-MM-DD); empty: the latest "
+            "published feature day.",
+        ),
+        "window_days": Param(
+            _settings.train_window_days,
+            type="integer",
+            minimum=1,
+            maximum=366,
+            title="Window days",
+            description="Days in the window, ending at the window end (the last days are the "
+            "validation and holdout days).",
+        ),
+        "learning_rate": Param(
+            0.1, type="number", minimum=0.0001, maximum=1, title="Learning rate"
+        ),
+        "max_iter": Param(
+            200, type="integer", minimum=1, maximum=5000, title="Boosting iterations"
+        ),
+        "max_leaf_nodes": Param(
+            31, type="integer", minimum=2, maximum=4096, title="Leaves per tree"
+        ),
+        "min_samples_leaf": Param(
+            40, type="integer", minimum=1, maximum=100000, title="Min rows per leaf"
+        ),
+        "l2_regularization": Param(1.0, type="number", minimum=0, title="L2 regularization"),
+        "seed": Param(42, type="integer", minimum=0, title="Random seed"),
+        "valid_days": Param(3, type="integer", minimum=1, maximum=60, title="Validation days"),
+        "holdout_days": Param(
+            3,
+            type="integer",
+            minimum=1,
+            maximum=60,
+            title="Holdout days",
+            description="The last days of the window, on which challenger and champion are "
+            "compared.",
+        ),
+        "tolerance": Param(
+            _settings.promote_tolerance,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Promotion tolerance",
+            description="How much lower than the champion's the challenger's holdout ROC AUC "
+            "may be and still be promoted.",
+        ),
+        "force_promote": Param(
+            False,
+            type="boolean",
+            title="Force promote",
+            description="Promote whatever the gate says (and evaluate against no champion if "
+            "the champion cannot be loaded).",
+        ),
+        "reason": Param(
+            "",
+            type="string",
+            maxLength=500,
+            title="Reason",
+            description="Why this run: kept with the MLflow run and model version.",
+        ),
+        "report_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Drift report",
+            description="The drift report that triggered this run (set by drift_monitor).",
+        ),
+        "drifted_features": Param(
+            [],
+            type=["null", "array"],
+            title="Drifted features",
+            description="Set by drift_monitor.",
+        ),
+    },
+)
+def train() -> None:
+    @task
+    def assemble(
+        params: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        dag_run: Any = None,
+    ) -> dict[str, Any]:
+        """Check the params, split the window by date and write the split manifest."""
+        from dslc import training
+        from dslc_airflow.lake import lake
+
+        run_type = str(getattr(dag_run, "run_type", "manual"))
+        return _user_errors(
+            lambda: training.assemble_run(
+                lake(), dict(params or {}), dag_run_id=str(run_id), run_type=run_type
+            )
+        )
+
+    @task(task_id="train")
+    def fit(assembled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+        """Fit the pipeline and log it to this DAG run's MLflow run."""
+        from dslc import training
+        from dslc_airflow.lake import lake
+
+        return _user_errors(
+            lambda: training.train(
+                lake(),
+                split_path=assembled["split"],
+                params=training.TrainParams(**assembled["config"]["train"]),
+                dag_run_id=str(run_id),
+                lineage=assembled["lineage"],
+            )
+        )
+
+    @task
+    def evaluate(assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+        """Score challenger and champion on the same holdout."""
+        from dslc import evaluation
+        from dslc_airflow.lake import lake
+
+        return _user_errors(
+            lambda: evaluation.evaluate(
+                lake(),
+                split_path=assembled["split"],
+                run_id=trained["run_id"],
+                model_name=assembled["config"]["model_name"],
+                force_promote=assembled["config"]["force_promote"],
+            )
+        )
+
+    @task
+    def register(assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+        """Register the run's model once, with lineage tags and the reference profile."""
+        from dslc import registry
+        from dslc_airflow.lake import lake
+
+        return _user_errors(
+            lambda: registry.register(
+                lake(),
+                split_path=assembled["split"],
+                run_id=trained["run_id"],
+                model_name=assembled["config"]["model_name"],
+                lineage=assembled["lineage"],
+            )
+        )
+
+    @task
+    def promote(
+        assembled: dict[str, Any], evaluated: dict[str, Any], registered: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Gate, then move the champion alias (compare-and-swap) or record the rejection."""
+        from dslc import registry
+        from dslc.settings import get_settings
+
+        config = assembled["config"]
+        return _user_errors(
+            lambda: registry.promote(
+                config["model_name"],
+                registered["version"],
+                evaluated,
+                tolerance=config["tolerance"],
+                floor=get_settings().promote_auc_floor,
+                force=config["force_promote"],
+            )
+        )
+
+    assembled = assemble()
+    trained = fit(assembled)
+    evaluated = evaluate(assembled, trained)
+    registered = register(assembled, trained)
+    evaluated >> registered
+    promote(assembled, evaluated, registered)
+
+
+train()

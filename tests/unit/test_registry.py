@@ -1,0 +1,97 @@
+"""The registry module without a server: safe loading, messages, filters, the comparison table."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from dslc import registry, training
+from tests.unit.test_training import synthetic_features
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_server_is_a_clear_error(monkeypatch):
+    url = f"http://127.0.0.1:{_dead_port()}"
+    monkeypatch.setenv("DSLC_MLFLOW_TRACKING_URI", url)
+    from dslc.settings import get_settings
+
+    get_settings.cache_clear()
+    with pytest.raises(registry.RegistryUnavailableError) as err:
+        registry.client()
+    assert f"the MLflow server at {url} is not reachable" in str(err.value)
+    assert "DSLC_MLFLOW_TRACKING_URI" in str(err.value)
+
+
+def test_tracking_uri_comes_from_settings(monkeypatch):
+    from dslc.settings import get_settings
+
+    monkeypatch.delenv("DSLC_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DSLC_MLFLOW_PORT", "5123")
+    get_settings.cache_clear()
+    assert registry.resolve_tracking_uri() == "http://127.0.0.1:5123"
+    assert registry.resolve_tracking_uri("http://x:1") == "http://x:1"
+
+
+@pytest.fixture(scope="module")
+def pipeline_and_example():
+    df = synthetic_features("2013-01-01", n=400)
+    pipe = training.fit(df, training.TrainParams(max_iter=5))
+    return pipe, training.features_of(df.head(5))
+
+
+def test_saved_model_loads_with_our_trusted_types_and_pinned_requirements(
+    tmp_path: Path, pipeline_and_example
+):
+    pipe, example = pipeline_and_example
+    registry.save_model(pipe, tmp_path / "model", example)
+    mlmodel = (tmp_path / "model" / "MLmodel").read_text()
+    assert "serialization_format: skops" in mlmodel and "signature:" in mlmodel
+    reqs = (tmp_path / "model" / "requirements.txt").read_text()
+    assert "scikit-learn==" in reqs and "skops==" in reqs
+    loaded = registry.load_local_model(tmp_path / "model")
+    assert (loaded.predict_proba(example) == pipe.predict_proba(example)).all()
+
+
+def test_a_pickled_model_is_refused(tmp_path: Path, pipeline_and_example):
+    import mlflow.sklearn
+
+    pipe, _ = pipeline_and_example
+    mlflow.sklearn.save_model(pipe, str(tmp_path / "m"), serialization_format="cloudpickle")
+    with pytest.raises(registry.RegistryError, match="refusing to unpickle"):
+        registry.load_local_model(tmp_path / "m")
+
+
+def test_a_model_needing_more_trusted_types_is_refused(
+    tmp_path: Path, pipeline_and_example, monkeypatch
+):
+    """The list in our code decides, not the one the artifact carries."""
+    pipe, example = pipeline_and_example
+    registry.save_model(pipe, tmp_path / "model", example)
+    monkeypatch.setattr(training, "SKOPS_TRUSTED_TYPES", training.SKOPS_TRUSTED_TYPES[:1])
+    with pytest.raises(Exception, match="Untrusted types"):
+        registry.load_local_model(tmp_path / "model")
+
+
+def test_filter_values_are_quoted():
+    assert registry._q("manual__2013-01-01T00:00:00+00:00") == "'manual__2013-01-01T00:00:00+00:00'"
+    assert registry._q("it's") == "'it\\'s'"
+
+
+def test_comparison_table_puts_challenger_and_champion_side_by_side():
+    m = {"roc_auc": 0.7, "pr_auc": 0.4, "log_loss": 0.5, "brier": 0.2, "calibration_gap": 0.01}
+    result = {
+        "challenger": {"overall": m, "slices": {"origin=EWR": m}},
+        "champion": {"overall": {**m, "roc_auc": 0.65}, "slices": {}},
+        "champion_version": "4",
+    }
+    md = registry.comparison_markdown(result)
+    assert "| slice | metric | challenger | champion v4 |" in md
+    assert "| overall | roc_auc | 0.7000 | 0.6500 |" in md
+    assert "| origin=EWR | roc_auc | 0.7000 | - |" in md

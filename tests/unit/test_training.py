@@ -1,0 +1,194 @@
+"""Training without Airflow or MLflow: params, the time split, the split manifest, the model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dslc import training
+from dslc.datasets import FEATURES
+from dslc.lake import Lake
+
+FIRST = dt.date(2013, 1, 1)
+
+
+def synthetic_features(ds: str, n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """A feature partition with the real columns and a learnable label."""
+    rng = np.random.default_rng(seed)
+    hour = rng.integers(5, 23, n)
+    origin = rng.choice(["EWR", "JFK", "LGA"], n)
+    carrier = rng.choice(["UA", "B6", "EV", "DL", "AA", "MQ"], n)
+    temp = rng.normal(40, 10, n)
+    temp[rng.random(n) < 0.1] = np.nan
+    logit = -2 + 0.15 * (hour - 12) + 0.8 * (origin == "EWR") + 0.5 * (carrier == "EV")
+    late = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int8")
+    frame = pd.DataFrame(
+        {
+            "ds": ds,
+            "carrier": carrier,
+            "flight": np.arange(n, dtype="int64"),
+            "origin": origin,
+            "sched_dep_ts": pd.Timestamp(ds) + pd.to_timedelta(hour, unit="h"),
+            "dest": rng.choice(["ATL", "ORD", "LAX", "BOS"], n),
+            "distance": rng.uniform(200, 2500, n),
+            "sched_dep_hour": hour,
+            "sched_dep_minute": rng.integers(0, 60, n),
+            "sched_arr_hour": (hour + 2) % 24,
+            "sched_arr_minute": rng.integers(0, 60, n),
+            "day_of_week": pd.Timestamp(ds).dayofweek,
+            "temp": temp,
+            "late": late,
+        }
+    )
+    for col in FEATURES.numeric:
+        if col not in frame:
+            frame[col] = rng.normal(10, 3, n)
+    return frame.loc[:, FEATURES.columns]
+
+
+def publish_days(lake: Lake, days: int, skip: tuple[int, ...] = ()) -> list[str]:
+    out = []
+    for i in range(days):
+        if i in skip:
+            continue
+        ds = (FIRST + dt.timedelta(days=i)).isoformat()
+        lake.publish(Lake.partition("features", "flights", ds), synthetic_features(ds, seed=i))
+        out.append(ds)
+    return out
+
+
+def _assemble(lake: Lake, **kw):
+    args = {
+        "dag_run_id": "manual__1",
+        "window_end": "2013-01-20",
+        "window_days": 20,
+        "params": training.TrainParams(valid_days=2, holdout_days=3),
+        "min_days": 5,
+        "min_rows": 500,
+    }
+    args.update(kw)
+    return training.assemble(lake, **args)
+
+
+def test_split_is_by_date_and_the_manifest_names_each_partition_with_its_hash(lake: Lake):
+    publish_days(lake, 20, skip=(4, 9))
+    out = _assemble(lake)
+    split = json.loads(lake.read_text(out["split"]))
+    parts = split["partitions"]
+    assert split["missing_days"] == ["2013-01-05", "2013-01-10"]
+    assert out["missing_days"] == 2
+    assert [p["split"] for p in parts] == ["train"] * 13 + ["valid"] * 2 + ["holdout"] * 3
+    assert [p["ds"] for p in parts if p["split"] == "holdout"] == [
+        "2013-01-18",
+        "2013-01-19",
+        "2013-01-20",
+    ]
+    # every training day comes strictly before every valid day, before every holdout day
+    by = {s: [p["ds"] for p in parts if p["split"] == s] for s in training.SPLITS}
+    assert max(by["train"]) < min(by["valid"]) <= max(by["valid"]) < min(by["holdout"])
+    for p in parts:
+        manifest = lake.manifest(p["partition"])
+        assert manifest is not None and p["content_hash"] == manifest.content_hash
+    assert out["rows"] == {"train": 13 * 300, "valid": 600, "holdout": 900}
+
+
+def test_window_end_defaults_to_the_latest_published_day(lake: Lake):
+    publish_days(lake, 12)
+    assert training.resolve_window(lake, None, 5, "flights") == ("2013-01-08", "2013-01-12")
+
+
+def test_a_window_with_no_data_is_a_clear_error(lake: Lake):
+    publish_days(lake, 10)
+    with pytest.raises(
+        training.TrainingError,
+        match=r"no published feature partitions in the "
+        r"window 2013-06-01\.\.2013-06-30",
+    ):
+        _assemble(lake, window_end="2013-06-30", window_days=30)
+    assert not lake.exists("training")
+
+
+def test_too_few_days_or_rows_say_which_minimum(lake: Lake):
+    publish_days(lake, 9)
+    with pytest.raises(training.TrainingError, match="has 9 days of features; at least 10"):
+        _assemble(lake, window_end="2013-01-09", window_days=9)
+    with pytest.raises(training.TrainingError, match="fewer than the minimum 100000"):
+        _assemble(lake, window_end="2013-01-09", window_days=9, min_days=3, min_rows=100_000)
+
+
+def test_a_republished_partition_is_refused_after_assemble(lake: Lake):
+    publish_days(lake, 20)
+    split = training.read_split(lake, _assemble(lake)["split"])
+    changed = synthetic_features("2013-01-02", seed=99)
+    lake.publish(Lake.partition("features", "flights", "2013-01-02"), changed)
+    with pytest.raises(training.TrainingError, match="changed since the split was assembled"):
+        training.load_frame(lake, split, "train")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"learning_rate": "fast"}, "param 'learning_rate'='fast' is not a float"),
+        ({"max_iter": 0}, "param 'max_iter'=0 is out of range"),
+        ({"holdout_days": 100}, "param 'holdout_days'=100 is out of range"),
+    ],
+)
+def test_bad_params_name_the_param(params, message):
+    with pytest.raises(training.TrainingError, match=message):
+        training.TrainParams.from_params(params)
+
+
+def test_bad_window_end_names_the_param(lake: Lake):
+    with pytest.raises(training.TrainingError, match="param 'window_end'='13/01/2013'"):
+        training.resolve_window(lake, "13/01/2013", 10, "flights")
+
+
+def test_fit_is_deterministic_and_learns():
+    train = pd.concat([synthetic_features(f"2013-01-{d:02d}", seed=d) for d in range(1, 11)])
+    test = synthetic_features("2013-01-20", n=2000, seed=123)
+    params = training.TrainParams(max_iter=30)
+    p1 = training.fit(train, params).predict_proba(training.features_of(test))[:, 1]
+    p2 = training.fit(train, params).predict_proba(training.features_of(test))[:, 1]
+    np.testing.assert_array_equal(p1, p2)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(test["late"], p1) > 0.65
+
+
+def test_unseen_category_at_scoring_time_does_not_fail():
+    train = synthetic_features("2013-01-01", n=500)
+    pipe = training.fit(train, training.TrainParams(max_iter=5))
+    batch = training.features_of(train.head(3))
+    batch["dest"] = "ZZZ"
+    assert pipe.predict_proba(batch).shape == (3, 2)
+
+
+def test_skops_trusted_types_are_exactly_what_the_pipeline_needs():
+    import skops.io as sio
+
+    pipe = training.fit(synthetic_features("2013-01-01"), training.TrainParams(max_iter=5))
+    data = sio.dumps(pipe)
+    assert sorted(sio.get_untrusted_types(data=data)) == sorted(training.SKOPS_TRUSTED_TYPES)
+    loaded = sio.loads(data, trusted=training.SKOPS_TRUSTED_TYPES)
+    x = training.features_of(synthetic_features("2013-01-02"))
+    np.testing.assert_array_equal(loaded.predict_proba(x), pipe.predict_proba(x))
+
+
+def test_lineage_says_why_and_from_where(monkeypatch):
+    monkeypatch.setenv("DSLC_GIT_SHA", "abc123")
+    tags = training.lineage(dag_run_id="scheduled__x", run_type="scheduled", reason=" ")
+    assert tags == {
+        "dslc.git_sha": "abc123",
+        "dslc.trigger_reason": "scheduled run",
+        "dslc.run_type": "scheduled",
+        "dslc.source_dag_run_id": "scheduled__x",
+    }
+    tags = training.lineage(
+        dag_run_id="d", run_type="manual", reason="drift", report_uri="s3://r", drifted=["temp"]
+    )
+    assert tags["dslc.trigger_reason"] == "drift" and tags["dslc.drift_report"] == "s3://r"
+    assert tags["dslc.drifted_features"] == "temp"
