@@ -26,6 +26,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCHES = {
     "parse": "bench.bench_parse",
     "validation": "bench.bench_validation",
+    "train": "bench.bench_train",
     "stack": "bench.bench_stack",
 }
 

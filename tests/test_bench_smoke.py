@@ -115,3 +115,18 @@ def test_stack_bench_small() -> None:
         assert result[key] > 0, key
     assert "backfill" in bench_stack.table(result)
     json.dumps(result)
+
+
+def test_train_bench_small() -> None:
+    from bench import bench_train
+
+    result = bench_train.run(small=True)
+
+    assert result["benchmark"] == "B5 train" and result["small"] is True
+    for run in (result["cold"], result["warm"]):
+        for key in ("fit_s", "train_step_s", "mlflow_in_train_s", "register_s"):
+            assert _positive(float(run[key])), key
+        assert 0 < run["mlflow_share"] < 1
+        assert run["holdout_roc_auc"] > 0.5  # a model that learned something, not a stub
+    assert "fit_s" in bench_train.table(result)
+    json.dumps(result)

@@ -416,6 +416,29 @@ class AirflowClient:
             if len(page) < limit:
                 return runs
 
+    def trigger_dag_run(
+        self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /api/v2/dags/{dag_id}/dagRuns`` (a manual run, no logical date)."""
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        data: dict[str, Any] = self._json(
+            "POST",
+            f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns",
+            f"trigger {dag_id}",
+            json=body,
+        )
+        return data
+
+    def get_dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._json(
+            "GET",
+            f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+            f"read run {run_id} of {dag_id}",
+        )
+        return data
+
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
         """Task ids (with map index if mapped) that failed in a run."""
         data = self._json(
@@ -712,3 +735,44 @@ def _nothing_to_do(
     if progress.failed:
         console.print("Use --reprocess failed (or completed) to run failed days again.")
     return _report(client, dag_id, progress, console)
+
+
+def trigger_cli(
+    dag_id: str,
+    conf: dict[str, Any] | None = None,
+    wait: bool = True,
+    *,
+    settings: Settings | None = None,
+    timeout: float = 1800.0,
+) -> dict[str, Any]:
+    """Trigger ``dag_id`` through the REST API and (optionally) wait for the run to end.
+
+    Returns the final run record; on failure prints the failed tasks with their UI links.
+    """
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    with reported(), AirflowClient.from_settings(settings or get_settings()) as client:
+        client.login()
+        wait_for_dag(client, dag_id, console)
+        run = client.trigger_dag_run(dag_id, conf)
+        run_id = str(run["dag_run_id"])
+        console.print(f"Triggered {dag_id} run {run_id}: {client.base_url}/dags/{dag_id}")
+        if not wait:
+            return run
+        deadline = time.monotonic() + timeout
+        with console.status(f"waiting for {dag_id} run {run_id}") as status:
+            while run.get("state") not in TERMINAL_STATES:
+                if time.monotonic() > deadline:
+                    raise AirflowApiError(f"{dag_id} run {run_id} did not end within {timeout} s")
+                time.sleep(POLL_SECONDS)
+                run = client.get_dag_run(dag_id, run_id)
+                status.update(f"{dag_id} run {run_id}: {run.get('state')}")
+        if run["state"] != "success":
+            tasks = client.failed_tasks(dag_id, run_id)
+            task_id = tasks[0].split("[")[0] if tasks else None
+            console.print(
+                f"[red]{dag_id} run {run_id} failed[/red]: task(s) {', '.join(tasks) or '-'} "
+                f"-> {run_url(client.base_url, dag_id, run_id, task_id)}"
+            )
+        return run

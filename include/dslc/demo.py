@@ -3,10 +3,11 @@
 1. start the stack (Airflow + MLflow) in the background, or reuse it if it is up;
 2. play the upstream system: land Jan-Mar 2013 day by day into the lake;
 3. backfill the `ingest` DAG over those days through Airflow's REST API;
-4. summarise what landed in the lake (rows and late rate per month) and where to look.
+4. trigger `train` through the REST API: the first champion in the MLflow registry;
+5. summarise the lake (rows and late rate per month), the model versions, and where to look.
 
-Re-runnable: landing and ingest are idempotent, so a second run tells the same story.
-Training, serving and the drift loop join this story in later steps.
+Re-runnable: landing and ingest are idempotent, and a second `train` run evaluates a new
+challenger against the champion. Serving and the drift loop join this story in later steps.
 """
 
 from __future__ import annotations
@@ -47,24 +48,55 @@ def summary() -> str:
     return text
 
 
+def models() -> str:
+    """The registered versions of the model with their aliases, window and holdout AUC."""
+    from dslc import registry
+    from dslc.settings import get_settings
+
+    settings = get_settings()
+    client = registry.client()
+    lines = [f"model {settings.model_name} in {settings.mlflow_url}"]
+    aliases: dict[str, list[str]] = {}
+    for alias in ("champion", "previous_champion"):
+        version = registry.get_alias(client, settings.model_name, alias)
+        if version is not None:
+            aliases.setdefault(str(version.version), []).append(alias)
+    versions = client.search_model_versions(f"name='{settings.model_name}'")
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        auc = client.get_run(v.run_id).data.metrics.get("holdout_roc_auc") if v.run_id else None
+        tags = v.tags or {}
+        lines.append(
+            f"  v{v.version:<3} window {tags.get('dslc.window', '?'):<24} "
+            f"holdout AUC {auc if auc is None else round(auc, 3)}  "
+            f"{tags.get('dslc.promotion', '')} {' '.join(aliases.get(str(v.version), []))}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     from dslc import airflow_api, sources, stack
     from dslc.settings import get_settings
 
     settings = get_settings()
-    print(f"== 1/4 starting the embedded stack (state in {settings.state_dir})")
+    print(f"== 1/5 starting the embedded stack (state in {settings.state_dir})")
     stack.up()
-    print(f"== 2/4 landing {START}..{END} (the upstream system's daily CSV drops)")
+    print(f"== 2/5 landing {START}..{END} (the upstream system's daily CSV drops)")
     sources.replay_cli(START, END)
-    print(f"== 3/4 backfilling ingest {START}..{END} through the REST API")
+    print(f"== 3/5 backfilling ingest {START}..{END} through the REST API")
     ok = airflow_api.backfill_cli("ingest", START, END, reprocess="failed", wait=True)
-    print("== 4/4 what the lake holds now")
+    print(f"== 4/5 training on the {settings.train_window_days} days up to {END} (train DAG)")
+    conf = {"reason": "demo: first champion", "window_end": END.isoformat()}
+    run = airflow_api.trigger_cli("train", conf, wait=True)
+    ok = ok and run.get("state") == "success"
+    print("== 5/5 what the lake and the registry hold now")
     print(summary())
+    print(models())
     secret = settings.state_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
     print(
         f"\nAirflow UI  {settings.airflow_url}  (user {settings.airflow_username}, "
         f"password in {secret})"
-        f"\nMLflow UI   {settings.mlflow_url}"
+        f"\nMLflow UI   {settings.mlflow_url}  (experiment {settings.mlflow_experiment}, "
+        f"model {settings.model_name})"
         f"\nLake        {settings.lake}"
         "\nThe stack stays up: `make down` stops it."
     )
