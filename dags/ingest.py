@@ -29,15 +29,12 @@ FEATURES = Asset(name="dslc_features_flights", uri="dslc://lake/features/flights
 
 def _run(fn_name: str, **kwargs: Any) -> dict[str, Any]:
     """Call ``dslc.ingest.<fn_name>`` on the lake; bad input fails the task without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from dslc import ingest
+    from dslc_airflow.errors import no_retry_on
     from dslc_airflow.lake import lake
 
-    try:
+    with no_retry_on(ingest.IngestError):
         result: dict[str, Any] = getattr(ingest, fn_name)(lake(), **kwargs)
-    except ingest.IngestError as e:
-        raise AirflowFailException(str(e)) from e
     return result
 
 

@@ -30,18 +30,17 @@ from dslc.settings import get_settings
 
 def _user_errors(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run ``fn``; errors the user must fix fail the task without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from dslc.evaluation import EvaluationError
     from dslc.registry import RegistryError, RegistryUnavailableError
     from dslc.training import TrainingError
+    from dslc_airflow.errors import no_retry_on
 
-    try:
-        return fn()
-    except RegistryUnavailableError:
-        raise  # the server may come back: let Airflow retry
-    except (TrainingError, EvaluationError, RegistryError) as e:
-        raise AirflowFailException(str(e)) from e
+    # The MLflow server may come back: that one keeps Airflow's retries.
+    with no_retry_on(
+        TrainingError, EvaluationError, RegistryError, retry_on=(RegistryUnavailableError,)
+    ):
+        result = fn()
+    return result
 
 
 _settings = get_settings()
