@@ -14,22 +14,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import shutil
-import socket
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 SMALL_DAYS, FULL_DAYS = 3, 31
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _parse(ts: str) -> dt.datetime:
@@ -64,22 +53,12 @@ def _span(runs: list[dict[str, Any]]) -> float:
 def run(small: bool = False) -> dict[str, Any]:
     from dslc import airflow_api, sources, stack
     from dslc.lake import Lake
-    from dslc.settings import get_settings
+    from tests.support import ephemeral_stack
 
     days = SMALL_DAYS if small else FULL_DAYS
-    keys = ("DSLC_HOME", "DSLC_AIRFLOW_PORT", "DSLC_MLFLOW_PORT", "DSLC_LAKE_URL")
-    saved = {k: os.environ.get(k) for k in keys}
-    home = Path(tempfile.mkdtemp(prefix="dslc-bench-"))
-    os.environ.update(
-        DSLC_HOME=str(home), DSLC_AIRFLOW_PORT=str(_free_port()), DSLC_MLFLOW_PORT=str(_free_port())
-    )
-    os.environ.pop("DSLC_LAKE_URL", None)
-    get_settings.cache_clear()
-    settings = get_settings()
     result: dict[str, Any] = {"benchmark": "B4 ingest on the embedded stack", "days": days}
-    try:
-        t0 = time.perf_counter()
-        stack.up(timeout=300, settings=settings)
+    t0 = time.perf_counter()
+    with ephemeral_stack(prefix="dslc-bench-") as settings:
         result["up_s"] = round(time.perf_counter() - t0, 1)
         backfill_first = dt.date(2013, 1, 1)
         backfill_last = backfill_first + dt.timedelta(days=days - 1)
@@ -114,15 +93,6 @@ def run(small: bool = False) -> dict[str, Any]:
             ]
             result["backfill_run_median_s"] = round(statistics.median(per_run), 2)
             result["backfill_s_per_day"] = round(result["backfill_span_s"] / days, 2)
-    finally:
-        stack.down(settings=settings)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
-        shutil.rmtree(home, ignore_errors=True)
     return result
 
 

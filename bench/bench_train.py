@@ -135,34 +135,23 @@ def _save_formats(lake: Any, assembled: dict[str, Any]) -> dict[str, float]:
 
 def run(small: bool = False, days: int | None = None) -> dict[str, Any]:
     from tests.integration.mlflow_server import MlflowServer
+    from tests.support import dslc_env
 
     days = days or (14 if small else 60)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     with tempfile.TemporaryDirectory(prefix="dslc-bench-train-") as tmp:
         root = Path(tmp)
         lake, build_s = _build_lake(root, days)
-        saved = {k: os.environ.get(k) for k in ("DSLC_LAKE_URL", "DSLC_MLFLOW_TRACKING_URI")}
-        server = MlflowServer(root / "mlflow").start()
-        try:
-            os.environ["DSLC_LAKE_URL"] = lake.url
-            os.environ["DSLC_MLFLOW_TRACKING_URI"] = server.url
-            os.environ["DSLC_TRAIN_MIN_ROWS"] = "1000"
-            from dslc.settings import get_settings
-
-            get_settings.cache_clear()
+        with (
+            MlflowServer(root / "mlflow") as server,
+            dslc_env(
+                DSLC_LAKE_URL=lake.url,
+                DSLC_MLFLOW_TRACKING_URI=server.url,
+                DSLC_TRAIN_MIN_ROWS="1000",
+            ),
+        ):
             cold = _one_run(lake, "bench__cold", days)
             warm = _one_run(lake, "bench__warm", days)
-        finally:
-            server.stop()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            os.environ.pop("DSLC_TRAIN_MIN_ROWS", None)
-            from dslc.settings import get_settings
-
-            get_settings.cache_clear()
     return {
         "benchmark": "B5 train",
         "small": small,

@@ -8,7 +8,6 @@ runs, so nothing leaks into the tests that follow.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+
+from tests.support import free_port
 
 BUCKET = "dslc-lake"
 CONN_ID = "lake_s3"
@@ -54,13 +55,6 @@ class S3Server:
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,7 +75,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     if not binary.exists():
         pytest.fail(f"{binary} is missing: install the dev requirements (moto[server])")
     log = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(

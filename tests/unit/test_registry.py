@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from dslc import registry, training
+from tests.support import free_port
 from tests.unit.test_training import synthetic_features
 
 
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_an_unreachable_server_is_a_clear_error(monkeypatch):
-    url = f"http://127.0.0.1:{_dead_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("DSLC_MLFLOW_TRACKING_URI", url)
     from dslc.settings import get_settings
 
