@@ -72,6 +72,79 @@ class Settings(BaseSettings):
         default=0.6, ge=0, le=1, description="Holdout ROC AUC below which nothing is promoted."
     )
 
+    # -- serving and deploy (dslc.serving, dslc.deploy) ------------------------------------
+    serving_host: str = "127.0.0.1"
+    serving_port: int = 8000
+    serving_admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the serving admin API (default: the embedded stack's "
+        "generated secret).",
+    )
+    serving_url: str | None = Field(
+        default=None, description="Where deploy/demo reach the serving API (default host:port)."
+    )
+    serving_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Probability at or above which a flight is late."
+    )
+    serving_max_records: int = Field(
+        default=1_000, ge=1, description="Most records one /predict request may carry."
+    )
+    serving_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest /predict body accepted, in bytes."
+    )
+    serving_log_flush_seconds: float = Field(
+        default=2.0, gt=0, description="How often the prediction log is flushed to the lake."
+    )
+    serving_log_max_rows: int = Field(
+        default=50_000, ge=1, description="Rows buffered before the prediction log flushes."
+    )
+    deploy_target: str = Field(
+        default="local", pattern="^(local|kubernetes)$", description="local or kubernetes."
+    )
+    deploy_timeout_seconds: float = Field(default=300.0, gt=0)
+    deploy_smoke_rows: int = Field(
+        default=200, ge=1, description="Holdout rows compared online vs offline in the smoke test."
+    )
+    k8s_conn_id: str = Field(
+        default="kubernetes_default", description="Airflow connection of the cluster."
+    )
+    k8s_namespace: str = "dslc"
+    k8s_image: str = Field(default="dslc:latest", description="Image of the serving pods.")
+    k8s_service_url: str | None = Field(
+        default=None, description="URL the smoke test reaches the Service at (in-cluster DNS)."
+    )
+
+    # -- drift (dslc.drift, the drift_monitor DAG) -----------------------------------------
+    drift_psi_threshold: float = Field(
+        default=0.2, gt=0, description="PSI at or above which a feature has drifted."
+    )
+    drift_share_threshold: float = Field(
+        default=0.3, gt=0, le=1, description="Share of drifted features that is dataset drift."
+    )
+    drift_top_features: int = Field(
+        default=3,
+        ge=0,
+        description="The model's N most important features: any drifting is dataset drift.",
+    )
+    drift_persistence: int = Field(
+        default=2, ge=1, description="Consecutive drifted windows before retraining."
+    )
+    drift_cooldown_days: int = Field(
+        default=7,
+        ge=0,
+        description="Days of data time (logical dates, so backfills behave) "
+        "between two triggered retrains.",
+    )
+    drift_auc_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Drop in ROC AUC vs holdout that is performance drift.",
+    )
+    drift_retrain_enabled: bool = Field(
+        default=True, description="Kill switch: false monitors without triggering retraining."
+    )
+
     @field_validator("lake_url")
     @classmethod
     def _check_lake_url(cls, value: str | None) -> str | None:
@@ -97,6 +170,10 @@ class Settings(BaseSettings):
     @property
     def airflow_url(self) -> str:
         return f"http://{self.airflow_host}:{self.airflow_port}"
+
+    @property
+    def serving_base_url(self) -> str:
+        return (self.serving_url or f"http://{self.serving_host}:{self.serving_port}").rstrip("/")
 
     @property
     def mlflow_url(self) -> str:
