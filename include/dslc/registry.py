@@ -323,6 +323,49 @@ def load_run_model(run_id: str, tracking_uri: str | None = None) -> Any:
         return _download_and_load(f"{c.get_run(run_id).info.artifact_uri}/{MODEL_PATH}", uri)
 
 
+def get_version(c: MlflowClient, name: str, version: str) -> ModelVersion:
+    """A model version, or a :class:`RegistryError` naming what does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_model_version(name, str(version))
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            raise RegistryError(f"{name!r} has no version {version!r}: {e.message}") from e
+        raise
+
+
+def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` -> (name, version)."""
+    import re
+
+    m = re.fullmatch(r"models:/([A-Za-z0-9_.\-]+)(?:/(\d+)|@([A-Za-z0-9_\-]+))", model_uri)
+    if m is None:
+        raise RegistryError(
+            f"{model_uri!r} is not a model URI: use models:/<name>/<version> or "
+            "models:/<name>@<alias>"
+        )
+    name, version, alias = m.groups()
+    if version is not None:
+        return name, version
+    uri = resolve_tracking_uri(tracking_uri)
+    c = client(uri)
+    with _reporting(uri, f"resolve {model_uri}"):
+        mv = get_alias(c, name, alias)
+    if mv is None:
+        raise RegistryError(f"{name!r} has no {alias!r} alias: nothing to load for {model_uri}")
+    return name, str(mv.version)
+
+
+def load_version(name: str, version: str, tracking_uri: str | None = None) -> Any:
+    """The sklearn pipeline of model version ``name``/``version`` (skops, trusted types)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    c = client(uri)
+    with _reporting(uri, f"load {name} version {version}"):
+        mv = get_version(c, name, version)
+        return _download_and_load(str(mv.source), uri)
+
+
 def get_alias(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version an alias points at, or None if the model or alias does not exist."""
     from mlflow.exceptions import MlflowException
