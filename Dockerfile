@@ -1,5 +1,6 @@
 # One image for every service of the production topology (Airflow components, Celery
-# workers, MLflow, and later the model server): the same lock as the embedded stack.
+# workers, MLflow, the model-serving API): the same lock as the embedded stack. The serving
+# process runs as `python -m dslc.serving --model models:/<name>/<version> --port 8000`.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=0 \
@@ -22,3 +23,4 @@ USER 50000
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/project/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/project/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False
+EXPOSE 8000 8080 5000

@@ -416,6 +416,21 @@ class AirflowClient:
             if len(page) < limit:
                 return runs
 
+    def recent_runs(
+        self, dag_id: str, states: Iterable[str] | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The latest ``limit`` runs of ``dag_id`` (optionally only in ``states``), oldest first."""
+        params: dict[str, Any] = {"order_by": "-run_after", "limit": limit}
+        if states is not None:
+            params["state"] = list(states)
+        data = self._json(
+            "GET",
+            f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns",
+            f"list the runs of {dag_id}",
+            params=params,
+        )
+        return list(reversed(data.get("dag_runs", [])))
+
     def trigger_dag_run(
         self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None
     ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ SECRETS = (
     "AIRFLOW_API_SECRET_KEY",
     "AIRFLOW_FERNET_KEY",
     "MLFLOW_ADMIN_PASSWORD",
+    "SERVING_ADMIN_TOKEN",
 )
 COMPOSE = shutil.which("docker-compose")
 
@@ -67,7 +68,8 @@ def test_topology_has_every_service_and_no_secret_in_the_file() -> None:
         "airflow-dag-processor",
         "airflow-triggerer",
         "airflow-worker",
+        "serving",
     } <= services
     for line in text.splitlines():
-        if "PASSWORD" in line or "SECRET" in line:
+        if "PASSWORD" in line or "SECRET" in line or "TOKEN" in line:
             assert "${" in line or "$$" in line or line.strip().startswith("#"), line
