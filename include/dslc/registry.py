@@ -486,6 +486,34 @@ def version_of_run(c: MlflowClient, name: str, run_id: str) -> ModelVersion | No
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+def feature_importance(pipeline: Any, valid: pd.DataFrame, rows: int = 5_000) -> dict[str, float]:
+    """Permutation importance (drop in ROC AUC) of each model feature on validation rows.
+
+    The drift policy treats drift in the most important features as dataset drift.
+    """
+    from sklearn.inspection import permutation_importance
+
+    from dslc import training
+    from dslc.datasets import FEATURES
+
+    sample = valid.sample(n=min(rows, len(valid)), random_state=0) if len(valid) else valid
+    y = sample[FEATURES.label].to_numpy()
+    if len(sample) < 50 or len(set(y.tolist())) < 2:
+        return {}
+    result = permutation_importance(
+        pipeline,
+        training.features_of(sample),
+        y,
+        scoring="roc_auc",
+        n_repeats=3,
+        random_state=0,
+    )
+    return {
+        col: round(float(m), 6)
+        for col, m in zip(training.MODEL_FEATURES, result.importances_mean, strict=True)
+    }
+
+
 def register(
     lake: Lake,
     *,
@@ -513,6 +541,11 @@ def register(
         split = training.read_split(lake, split_path)
         train_df = training.load_frame(lake, split, "train")
         profile = drift_profile.fit_profile(train_df, FEATURES.numeric, FEATURES.categorical)
+        del train_df
+        profile["importance"] = feature_importance(
+            _download_and_load(f"{c.get_run(run_id).info.artifact_uri}/{MODEL_PATH}", uri),
+            training.load_frame(lake, split, "valid"),
+        )
         profile_s = time.perf_counter() - t_profile
         run = c.get_run(run_id)
         c.log_dict(run_id, profile, PROFILE_PATH)
