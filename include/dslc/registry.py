@@ -540,12 +540,14 @@ def register(
         t_profile = time.perf_counter()
         split = training.read_split(lake, split_path)
         train_df = training.load_frame(lake, split, "train")
-        profile = drift_profile.fit_profile(train_df, FEATURES.numeric, FEATURES.categorical)
-        del train_df
-        profile["importance"] = feature_importance(
+        importance = feature_importance(
             _download_and_load(f"{c.get_run(run_id).info.artifact_uri}/{MODEL_PATH}", uri),
             training.load_frame(lake, split, "valid"),
         )
+        profile = drift_profile.fit_profile(
+            train_df, FEATURES.numeric, FEATURES.categorical, importance=importance
+        )
+        del train_df
         profile_s = time.perf_counter() - t_profile
         run = c.get_run(run_id)
         c.log_dict(run_id, profile, PROFILE_PATH)
