@@ -60,13 +60,16 @@ def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> I
 
     home = Path(tempfile.mkdtemp(prefix=prefix))
     airflow_port = free_port()
-    mlflow_port = free_port()
-    while mlflow_port == airflow_port:
-        mlflow_port = free_port()
+    ports = {airflow_port}
+    while len(ports) < 3:
+        ports.add(free_port())
+    mlflow_port, serving_port = sorted(ports - {airflow_port})
     with dslc_env(
         DSLC_HOME=str(home),
         DSLC_AIRFLOW_PORT=str(airflow_port),
         DSLC_MLFLOW_PORT=str(mlflow_port),
+        DSLC_SERVING_PORT=str(serving_port),
+        DSLC_SERVING_ADMIN_TOKEN=None,  # use the token the stack generates
         DSLC_LAKE_URL=None,  # the stack's default lake: <home>/lake
         DSLC_AIRFLOW_PASSWORD=None,  # use the password the stack generates
     ):

@@ -84,6 +84,29 @@ def backfill(
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command()
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="models:/<name>/<version>, models:/<name>@<alias>, or none to start without "
+            "a model (default: models:/<DSLC_MODEL_NAME>@champion)."
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Default DSLC_SERVING_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default DSLC_SERVING_PORT.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the model-serving API in the foreground (POST /predict, /ready, /metrics, /docs)."""
+    from dslc.serving.__main__ import main as serving_main
+
+    argv = ["--log-level", log_level]
+    for flag, value in (("--model", model), ("--host", host), ("--port", port)):
+        if value is not None:
+            argv += [flag, str(value)]
+    raise typer.Exit(serving_main(argv))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

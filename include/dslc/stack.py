@@ -1,4 +1,5 @@
-"""The embedded stack: Airflow 3 (api-server, scheduler, dag-processor, triggerer) and MLflow.
+"""The embedded stack: Airflow 3 (api-server, scheduler, dag-processor, triggerer), MLflow and
+the model-serving service.
 
 Every service runs as its own background process group (``start_new_session=True``), logs to
 ``<state>/logs/<name>.log`` and is recorded in ``<state>/pids/<name>.pid`` as JSON holding the
@@ -11,7 +12,11 @@ SQLite metadata DB and LocalExecutor under ``<state>/airflow``, the repo's ``dag
 ``plugins/``, SimpleAuthManager with one admin user, and
 ``AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False`` so new DAGs run without a click in the UI.
 The JWT secret and the API secret key are generated once per state dir and kept in
-``<state>/secrets/airflow.json`` (mode 0600); they are never printed.
+``<state>/secrets/airflow.json`` (mode 0600); the serving admin token in
+``<state>/secrets/serving.json``; they are never printed.
+
+The serving process starts once MLflow is healthy, on the current ``champion`` version
+(resolved and pinned at start) or on no model, until a deploy loads one.
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ SIMPLE_AUTH_MANAGER = (
 )
 SIMPLE_AUTH_FILE_NAME = "simple_auth_manager_passwords.json.generated"
 # Start order; down() stops in reverse order of importance (scheduler first, so no new tasks).
-SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
-STOP_ORDER = ("scheduler", "triggerer", "dag-processor", "api-server", "mlflow")
+SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "serving")
+STOP_ORDER = ("scheduler", "triggerer", "dag-processor", "serving", "api-server", "mlflow")
 LOG_TAIL_LINES = 30
 STOP_GRACE_SECONDS = 20.0
 # How often `up` polls the health endpoints while waiting.
@@ -152,6 +157,23 @@ def _secrets(settings: Settings) -> dict[str, str]:
     path.parent.chmod(0o700)
     _write_private(path, json.dumps(data))
     return data
+
+
+def serving_token(settings: Settings | None = None) -> str:
+    """The serving admin token: DSLC_SERVING_ADMIN_TOKEN, else generated once per state dir."""
+    settings = settings or get_settings()
+    if settings.serving_admin_token is not None:
+        return settings.serving_admin_token.get_secret_value()
+    path = settings.state_dir / "secrets" / "serving.json"
+    if path.exists():
+        data: dict[str, str] = json.loads(path.read_text())
+        if data.get("admin_token"):
+            return data["admin_token"]
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    _write_private(path, json.dumps({"admin_token": token}))
+    return token
 
 
 def _read_passwords(settings: Settings) -> dict[str, str]:
@@ -266,6 +288,8 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+            # The deploy task tells the serving process to load a version.
+            "DSLC_SERVING_ADMIN_TOKEN": serving_token(settings),
         }
     )
     return env
@@ -292,10 +316,44 @@ def _argv(settings: Settings, name: str) -> list[str]:
     if name == "api-server":
         host, port = settings.airflow_host, str(settings.airflow_port)
         return [_executable("airflow"), "api-server", "--host", host, "--port", port]
+    if name == "serving":
+        return [
+            _executable("python"),
+            "-m",
+            "dslc.serving",
+            "--model",
+            _serving_model(settings),
+            "--host",
+            settings.serving_host,
+            "--port",
+            str(settings.serving_port),
+        ]
     if name == "scheduler":
         # The executor forks task processes from the scheduler's workers: start them warm.
         return [_executable("python"), "-m", "dslc.preload", "scheduler"]
     return [_executable("airflow"), name]
+
+
+def _serving_model(settings: Settings) -> str:
+    """The champion's version, pinned (``models:/<name>/<v>``), or ``none`` if there is none."""
+    from dslc import registry
+
+    try:
+        c = registry.client(settings.mlflow_url)
+        mv = registry.get_alias(c, settings.model_name, registry.CHAMPION)
+    except registry.RegistryError:
+        return "none"
+    return "none" if mv is None else f"models:/{settings.model_name}/{mv.version}"
+
+
+def serving_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment of the serving process (lake, MLflow, admin token)."""
+    settings = settings or get_settings()
+    env = _base_env(settings)
+    env["DSLC_SERVING_ADMIN_TOKEN"] = serving_token(settings)
+    env["DSLC_SERVING_HOST"] = settings.serving_host
+    env["DSLC_SERVING_PORT"] = str(settings.serving_port)
+    return env
 
 
 def mlflow_env(settings: Settings | None = None) -> dict[str, str]:
@@ -310,6 +368,8 @@ def mlflow_env(settings: Settings | None = None) -> dict[str, str]:
 
 
 def _env_for(settings: Settings, name: str) -> dict[str, str]:
+    if name == "serving":
+        return serving_env(settings)
     return mlflow_env(settings) if name == "mlflow" else airflow_env(settings)
 
 
@@ -318,6 +378,8 @@ def _port_of(settings: Settings, name: str) -> tuple[int, str] | None:
         return settings.airflow_port, "DSLC_AIRFLOW_PORT"
     if name == "mlflow":
         return settings.mlflow_port, "DSLC_MLFLOW_PORT"
+    if name == "serving":
+        return settings.serving_port, "DSLC_SERVING_PORT"
     return None
 
 
@@ -326,6 +388,8 @@ def _url_of(settings: Settings, name: str) -> str:
         return settings.airflow_url
     if name == "mlflow":
         return f"http://{settings.mlflow_host}:{settings.mlflow_port}"
+    if name == "serving":
+        return f"http://{settings.serving_host}:{settings.serving_port}"
     return "-"
 
 
@@ -444,7 +508,11 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _check_ports(settings: Settings, names: Iterable[str]) -> None:
-    host_of = {"api-server": settings.airflow_host, "mlflow": settings.mlflow_host}
+    host_of = {
+        "api-server": settings.airflow_host,
+        "mlflow": settings.mlflow_host,
+        "serving": settings.serving_host,
+    }
     for name in names:
         port = _port_of(settings, name)
         if port is None:
@@ -578,6 +646,8 @@ def probe(settings: Settings) -> dict[str, bool]:
         health["triggerer"] = ok("triggerer")
     got = _http_get(f"http://{settings.mlflow_host}:{settings.mlflow_port}/health")
     health["mlflow"] = got is not None and got[0] == 200
+    got = _http_get(f"http://{settings.serving_host}:{settings.serving_port}/health")
+    health["serving"] = got is not None and got[0] == 200
     return health
 
 
@@ -586,7 +656,9 @@ def _wait_healthy(
     console: Console,
     timeout: float,
     records: dict[str, ProcessRecord],
+    names: Iterable[str] = SERVICES,
 ) -> float:
+    names = tuple(names)
     start = time.monotonic()
     deadline = start + timeout
     with console.status("Waiting for the stack to become healthy...") as spinner:
@@ -599,7 +671,7 @@ def _wait_healthy(
                         f"see {log_path(settings, name)}. Stop the rest with `dslc down`."
                     )
             health = probe(settings)
-            waiting = [name for name in SERVICES if not health[name]]
+            waiting = [name for name in names if not health[name]]
             elapsed = time.monotonic() - start
             if not waiting:
                 return elapsed
@@ -655,10 +727,19 @@ def _up(timeout: float, settings: Settings) -> None:
     if any(name != "mlflow" for name in missing):
         _migrate_if_needed(settings, console)
     started = {}
-    for name in missing:
+    # Serving starts last: it needs MLflow up to find the champion it serves.
+    for name in (n for n in missing if n != "serving"):
         started[name] = _spawn(settings, name)
         console.print(f"Started {name} (pid {started[name].pid}), log: {log_path(settings, name)}")
-    elapsed = _wait_healthy(settings, console, timeout, {**alive, **started})
+    core = [n for n in SERVICES if n != "serving"]
+    elapsed = _wait_healthy(settings, console, timeout, {**alive, **started}, core)
+    if "serving" in missing:
+        record = started["serving"] = _spawn(settings, "serving")
+        console.print(
+            f"Started serving (pid {record.pid}) on {record.argv[record.argv.index('--model') + 1]}"
+            f", log: {log_path(settings, 'serving')}"
+        )
+        elapsed += _wait_healthy(settings, console, timeout, {**alive, **started})
     console.print(f"[green]Stack healthy[/green] after {elapsed:.1f}s")
     _print_access(console, settings)
 
@@ -668,6 +749,7 @@ def _print_access(console: Console, settings: Settings) -> None:
 
     console.print(f"  Airflow UI   {settings.airflow_url}")
     console.print(f"  MLflow UI    http://{settings.mlflow_host}:{settings.mlflow_port}")
+    console.print(f"  Serving API  {settings.serving_base_url}  (docs: /docs)")
     source = (
         "DSLC_AIRFLOW_PASSWORD"
         if settings.airflow_password is not None
