@@ -1,8 +1,9 @@
 """
-### train: assemble -> train -> evaluate against the champion -> register -> promote
+### train: assemble -> train -> evaluate against the champion -> register -> promote -> deploy
 
 (Re)trains the "is this flight going to be late?" model from the published feature
-partitions in a window, and moves the `champion` alias in MLflow only if the new model earns it.
+partitions in a window, moves the `champion` alias in MLflow only if the new model earns it, and
+deploys the new champion to the serving service.
 
 | step | what it does |
 |---|---|
@@ -11,6 +12,7 @@ partitions in a window, and moves the `champion` alias in MLflow only if the new
 | `evaluate` | scores the challenger and the current `champion` on the same holdout: ROC AUC, PR AUC, log loss, Brier, calibration, per origin and top carriers; logged to the run as metrics, `evaluation/evaluation.json` and `evaluation/comparison.md` |
 | `register` | one model version per run (a retry finds it), tagged with window, partition hashes, git sha, trigger reason and DAG run id; the drift reference profile is logged with it |
 | `promote` | gate: ROC AUC not worse than the champion's by more than `tolerance`, above the floor, no slice collapsed (or `force_promote`). On pass `previous_champion` <- old, `champion` <- new, refusing if another run moved `champion` meanwhile. On reject the version stays registered, tagged with why, and the task succeeds; its return value (XCom) and log say so |
+| `deploy` | only when `promote` promoted and the `deploy` param is on (otherwise skipped: "nothing to deploy"). The serving target (`DSLC_DEPLOY_TARGET`: the local service, or a Kubernetes Deployment) loads the new champion; a smoke test sends holdout rows through `/predict` and compares them with the registered model's offline predictions (within 1e-9). On any failure the service goes back to the version it served, `champion` goes back to the previous version, and the task fails without retries saying what failed. Every attempt is recorded in the lake (`deployments/<model>/`) and in the version's `dslc.deployment` tag. Roll back or redeploy by hand with the `deploy` DAG |
 
 Triggered from the form below, by the drift DAG (`conf`: `reason`, `window_end`,
 `window_days`, `report_uri`, `drifted_features`), or weekly. Look in MLflow under the
@@ -20,6 +22,7 @@ experiment `dslc-train` and the registered model `flights_late`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -119,6 +122,13 @@ _settings = get_settings()
             maxLength=500,
             title="Reason",
             description="Why this run: kept with the MLflow run and model version.",
+        ),
+        "deploy": Param(
+            True,
+            type="boolean",
+            title="Deploy",
+            description="Deploy the new champion when it is promoted (false: promote only; "
+            "serve it later with the `deploy` DAG).",
         ),
         "report_uri": Param(
             None,
@@ -220,12 +230,45 @@ def train() -> None:
             )
         )
 
+    @task(task_id="deploy")
+    def deploy_champion(
+        assembled: dict[str, Any],
+        promoted: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        dag_run: Any = None,
+    ) -> dict[str, Any]:
+        """Serve the new champion and smoke-test it; roll back service and alias on failure."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from dslc_airflow.deploy import run_deploy
+
+        if not promoted["promote"]:
+            logging.getLogger(__name__).info(
+                "nothing to deploy: version %s was not promoted", promoted["version"]
+            )
+            raise AirflowSkipException(
+                f"nothing to deploy: version {promoted['version']} was not promoted "
+                f"({promoted['reason']})"
+            )
+        if not (params or {}).get("deploy", True):
+            raise AirflowSkipException(
+                f"not deploying version {promoted['version']}: the run's param deploy=false"
+            )
+        config = assembled["config"]
+        return run_deploy(
+            config["model_name"],
+            promoted["version"],
+            dag_run=dag_run,
+            reason=f"promoted by train: {promoted['reason']}"[:500],
+            previous=promoted.get("previous_champion"),
+        )
+
     assembled = assemble()
     trained = fit(assembled)
     evaluated = evaluate(assembled, trained)
     registered = register(assembled, trained)
     evaluated >> registered
-    promote(assembled, evaluated, registered)
+    deploy_champion(assembled, promote(assembled, evaluated, registered))
 
 
 train()

@@ -24,6 +24,9 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ["DSLC_HOME"] = str(_SESSION_DIR / "dslc")
 os.environ.pop("DSLC_LAKE_URL", None)
+# No test reaches a serving API it did not start (the default, 127.0.0.1:8000, may be a
+# developer's demo): port 9 (discard) refuses connections. Tests that start one override it.
+os.environ["DSLC_SERVING_URL"] = "http://127.0.0.1:9"
 # Airflow puts plugins/ on sys.path for DAGs; do the same for tests that import the sensors.
 sys.path.insert(0, str(ROOT / "plugins"))
 

@@ -70,6 +70,7 @@ def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> I
         DSLC_MLFLOW_PORT=str(mlflow_port),
         DSLC_SERVING_PORT=str(serving_port),
         DSLC_SERVING_ADMIN_TOKEN=None,  # use the token the stack generates
+        DSLC_SERVING_URL=None,  # the stack's own serving process
         DSLC_LAKE_URL=None,  # the stack's default lake: <home>/lake
         DSLC_AIRFLOW_PASSWORD=None,  # use the password the stack generates
     ):

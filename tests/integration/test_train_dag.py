@@ -26,7 +26,7 @@ from tests.integration.conftest import ROOT, TRAIN_LAST_DAY
 pytestmark = pytest.mark.integration
 
 # 50 boosting iterations (default 200) keep each fit short on this small window.
-WINDOW = {"window_end": TRAIN_LAST_DAY, "window_days": 21, "max_iter": 50}
+WINDOW = {"window_end": TRAIN_LAST_DAY, "window_days": 21, "max_iter": 50, "deploy": False}
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_two_runs_first_champion_then_deterministic_takeover(
 ):
     state, tasks, run_id = run(train_dag, capfd, reason="first champion")
     assert state == "success", tasks
-    assert set(tasks) == {"assemble", "train", "evaluate", "register", "promote"}
+    assert set(tasks) == {"assemble", "train", "evaluate", "register", "promote", "deploy"}
     c = client(mlflow_server)
     assert aliases(c, model_name) == {"champion": "1"}
 
