@@ -486,7 +486,7 @@ def version_of_run(c: MlflowClient, name: str, run_id: str) -> ModelVersion | No
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
-def feature_importance(pipeline: Any, valid: pd.DataFrame, rows: int = 5_000) -> dict[str, float]:
+def feature_importance(pipeline: Any, valid: pd.DataFrame, rows: int = 2_000) -> dict[str, float]:
     """Permutation importance (drop in ROC AUC) of each model feature on validation rows.
 
     The drift policy treats drift in the most important features as dataset drift.
@@ -505,7 +505,9 @@ def feature_importance(pipeline: Any, valid: pd.DataFrame, rows: int = 5_000) ->
         training.features_of(sample),
         y,
         scoring="roc_auc",
-        n_repeats=3,
+        # One shuffle of 2,000 rows ranks the features well enough for "the top N" and keeps
+        # registration quick (3 shuffles of 5,000 rows took ~12 s on a loaded machine).
+        n_repeats=1,
         random_state=0,
     )
     return {
