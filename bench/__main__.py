@@ -27,7 +27,9 @@ BENCHES = {
     "parse": "bench.bench_parse",
     "validation": "bench.bench_validation",
     "train": "bench.bench_train",
+    "drift": "bench.bench_drift",
     "stack": "bench.bench_stack",
+    "serving": "bench.bench_serving",
 }
 
 

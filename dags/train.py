@@ -142,6 +142,18 @@ _settings = get_settings()
             title="Drifted features",
             description="Set by drift_monitor.",
         ),
+        "champion_version": Param(
+            None,
+            type=["null", "string", "integer"],
+            title="Champion at trigger time",
+            description="Set by drift_monitor: the version whose drift triggered this run.",
+        ),
+        "drift_window": Param(
+            None,
+            type=["null", "object", "string"],
+            title="Drift window",
+            description="Set by drift_monitor: the monitored window that drifted.",
+        ),
     },
 )
 def train() -> None:

@@ -130,3 +130,53 @@ def test_train_bench_small() -> None:
         assert run["holdout_roc_auc"] > 0.5  # a model that learned something, not a stub
     assert "fit_s" in bench_train.table(result)
     json.dumps(result)
+
+
+def test_drift_bench_small() -> None:
+    from bench import bench_drift
+
+    result = bench_drift.run(small=True)  # needs .venv-evidently (`make .venv-evidently`)
+
+    assert result["benchmark"] == "B2 drift" and result["reference_rows"] == 20_000
+    for key in ("fit_s", "naive_fit_s", "fit_speedup_vs_naive"):
+        assert _positive(result[key]), key
+    assert [c["rows"] for c in result["cases"]] == [5_000, 20_000]
+    for case in result["cases"]:
+        for key in ("ours_values_per_s", "floor_values_per_s", "naive_values_per_s", "peak_mib"):
+            assert _positive(case[key]), (case["batch"], key)
+        assert case["drifted_as_built"] and case["naive_psi_verdicts_agree"], case["batch"]
+    ev = result["evidently"]
+    assert ev["evidently_version"] == "0.7.23" and _positive(ev["evidently_run_s"])
+    assert ev["verdicts_match"], ev["verdicts_differ"]
+    assert result["meets_target"] is False  # never claimed on small inputs
+    assert "Evidently" in bench_drift.table(result)
+    json.dumps(result)
+
+
+def test_serving_bench_small() -> None:
+    from bench import bench_serving
+
+    result = bench_serving.run(small=True)
+
+    assert result["benchmark"] == "B3 serving" and result["small"] is True
+    assert result["model"]["trees"] > 0
+    for server in ("ours", "reference"):
+        for size in bench_serving.SIZES:
+            runs = result[server][size]
+            assert [r["connections"] for r in runs] == list(bench_serving.SMALL_CONCURRENCY)
+            for r in runs:
+                assert r["ok"], (server, size, r["errors"])  # every answer a 2xx, no timeouts
+                assert r["requests"] > 0
+                for key in ("requests_per_s", "p50_ms", "p99_ms"):
+                    assert _positive(r[key]), (server, size, key, r[key])
+                assert r["p50_ms"] <= r["p99_ms"]
+    check = result["predictions"]
+    assert check["records"] == bench_serving.CHECK_RECORDS
+    assert check["ours_bitwise_equal"] and check["ours_late_equal_reference"], check
+    assert check["identical"] is True
+    assert set(result["compare"]) == set(bench_serving.SIZES)
+    for t in ("predictor_1_rows_us", "pipeline_1_rows_us", "predictor_100_rows_us"):
+        assert _positive(result["predictor"][t]), t
+    assert isinstance(result["meets_target"], bool)
+    assert "identical predictions" in bench_serving.table(result)
+    json.dumps(result)

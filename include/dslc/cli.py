@@ -71,6 +71,14 @@ def backfill(
         str, typer.Option(help="Airflow reprocess_behavior: none, failed or completed.")
     ] = "failed",
     wait: Annotated[bool, typer.Option(help="Follow progress until the backfill ends.")] = True,
+    max_active_runs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Runs at once (Airflow's default is 10, whatever the DAG says); "
+            "1 runs the days in order, as drift_monitor needs.",
+        ),
+    ] = None,
 ) -> None:
     """Start a backfill through Airflow's REST API and follow its progress."""
     from dslc import airflow_api
@@ -80,7 +88,9 @@ def backfill(
         raise typer.BadParameter(f"--end {end} is before --start {start}")
     if reprocess not in {"none", "failed", "completed"}:
         raise typer.BadParameter("--reprocess must be one of: none, failed, completed")
-    ok = airflow_api.backfill_cli(dag_id, first, last, reprocess=reprocess, wait=wait)
+    ok = airflow_api.backfill_cli(
+        dag_id, first, last, reprocess=reprocess, wait=wait, max_active_runs=max_active_runs
+    )
     raise typer.Exit(0 if ok else 1)
 
 

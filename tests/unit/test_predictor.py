@@ -183,7 +183,3 @@ def test_refuses_a_pipeline_it_cannot_compile(models: dict[str, object]) -> None
     pipe.named_steps["prep"].named_transformers_["cat"].unknown_value = -1
     with pytest.raises(ModelLayoutError, match="unknown and missing values to NaN"):
         compile_model(pipe)
-
-
-def test_thresholds_are_sane() -> None:
-    assert 1 <= predictor_mod._FOREST_ROWS < predictor_mod._SINGLE_THREAD_ROWS
