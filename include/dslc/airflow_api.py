@@ -676,6 +676,9 @@ def _backfill(
         return _report(client, dag_id, progress, console)
 
 
+BACKFILL_SETTLE_SECONDS = 120.0
+
+
 def backfill_parts(
     expected: list[dt.datetime], size: int | None
 ) -> list[tuple[dt.datetime, dt.datetime]]:
@@ -704,6 +707,11 @@ def _create_part(
     already saw one of its runs (which crashed the scheduler in our tests). A paused DAG's runs
     are not scheduled, and short windows keep the creating transaction short.
     """
+    # The scheduler marks a backfill completed a little after its last run ends; until then
+    # Airflow refuses a new one for the DAG (409). Wait for that instead of failing.
+    deadline = time.monotonic() + BACKFILL_SETTLE_SECONDS
+    while client.active_backfill(dag_id) is not None and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
     client.set_paused(dag_id, True)
     try:
         created = client.create_backfill(

@@ -252,6 +252,9 @@ class FakeAirflow:
         self.patched: list[Any] = []
         self.created: list[Any] = []
         self.active: list[Any] = []
+        self.backfill_reads = 0
+        self.settle_reads = 0
+        self.refused = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if (resp := token_ok(request)) is not None:
@@ -267,8 +270,17 @@ class FakeAirflow:
             dates = [{"logical_date": d.isoformat()} for d in self.final]
             return httpx.Response(200, json={"backfills": dates, "total_entries": len(dates)})
         if path == "/api/v2/backfills" and method == "GET":
+            # Like the scheduler: a backfill is marked completed a few polls after its runs end.
+            self.backfill_reads += 1
+            if self.polls >= 2 and self.backfill_reads > self.settle_reads:
+                for b in self.active:
+                    b["completed_at"] = b["completed_at"] or "2026-01-01T00:00:00Z"
             return httpx.Response(200, json={"backfills": self.active, "total_entries": 0})
         if path == "/api/v2/backfills":
+            if any(not b["completed_at"] for b in self.active):
+                self.refused += 1
+                detail = "There is already a running backfill for dag ingest"
+                return httpx.Response(409, json={"detail": detail})
             self.created.append(json.loads(request.content))
             return httpx.Response(200, json={"id": 7})
         if path == "/api/v2/backfills/7":
@@ -368,3 +380,21 @@ def test_long_backfill_is_created_part_by_part_with_the_dag_paused_meanwhile(
     assert airflow.patched == [{"is_paused": True}, {"is_paused": False}] * 3
     out = capsys.readouterr().out
     assert "(part 3 of 3)" in out and "All 31 run(s) of ingest succeeded" in out
+
+
+def test_a_new_backfill_waits_until_the_previous_one_is_marked_completed(
+    fake: Callable[..., FakeAirflow],
+) -> None:
+    """Its runs are done but the scheduler has not marked the backfill completed yet: creating
+    a new one then would be refused (409), so the client waits for the mark."""
+    airflow = fake({D1: "success", D2: "success", D3: "success"})
+    airflow.polls = 2  # the old backfill's runs are over
+    airflow.settle_reads = 3  # completed only on the 4th read
+    airflow.active = [
+        {"id": 3, "from_date": D1.isoformat(), "to_date": D1.isoformat(), "completed_at": None}
+    ]
+    part = (D2, D3)
+    assert airflow_api._create_part(client(airflow), "ingest", part, "failed", None) == 7
+    assert airflow.refused == 0
+    assert airflow.backfill_reads == 4
+    assert airflow.created[0]["from_date"] == "2013-01-02T00:00:00Z"
