@@ -22,11 +22,9 @@ highest requests/s among the concurrency levels whose p99 stayed under 50 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -166,19 +164,11 @@ class ReferenceServer:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
     def stop(self, grace: float = 15) -> None:
+        from tests.support import stop_process_group
+
         if self.proc is None or self.proc.poll() is not None:
             return
-        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            self.proc.wait(5)
-        with contextlib.suppress(ProcessLookupError):  # uvicorn's worker may outlive it
-            os.killpg(pgid, signal.SIGKILL)
+        stop_process_group(self.proc, grace)
 
     def __enter__(self) -> ReferenceServer:
         return self.start()

@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dslc.lake import Lake
     from dslc.settings import Settings
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace: float) -> int | None:
+    """SIGTERM a ``start_new_session`` child's group, SIGKILL after ``grace`` s; exit code.
+
+    Whatever is left of the group afterwards (e.g. a uvicorn worker) is killed too.
+    """
+    if proc.poll() is None:
+        pgid = proc.pid  # start_new_session: the group id is the leader's pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            proc.wait(5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode
 
 
 def free_port() -> int:
@@ -82,3 +106,50 @@ def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> I
             stack.down(settings=settings)
             if os.environ.get("DSLC_E2E_KEEP") != "1":
                 shutil.rmtree(home, ignore_errors=True)
+
+
+def train_and_register(
+    lake: Lake,
+    name: str,
+    params: dict[str, Any],
+    *,
+    run_prefix: str = "manual__test",
+    promote: bool = False,
+) -> dict[str, Any]:
+    """One model version through the functions the train DAG's tasks call (assemble, train,
+    register; with ``promote`` also evaluate and promote). ``params`` are the DAG's params
+    (window_end, window_days, hyperparameters). Returns the version and the split path."""
+    import uuid
+
+    from dslc import evaluation, registry, training
+
+    dag_run_id = f"{run_prefix}_{uuid.uuid4().hex[:8]}"
+    assembled = training.assemble_run(lake, params, dag_run_id=dag_run_id, run_type="manual")
+    trained = training.train(
+        lake,
+        split_path=assembled["split"],
+        params=training.TrainParams(**assembled["config"]["train"]),
+        dag_run_id=dag_run_id,
+        lineage=assembled["lineage"],
+    )
+    evaluated = None
+    if promote:
+        evaluated = evaluation.evaluate(
+            lake,
+            split_path=assembled["split"],
+            run_id=trained["run_id"],
+            model_name=name,
+            force_promote=False,
+        )
+    version = str(
+        registry.register(
+            lake,
+            split_path=assembled["split"],
+            run_id=trained["run_id"],
+            model_name=name,
+            lineage=assembled["lineage"],
+        )["version"]
+    )
+    if evaluated is not None:
+        registry.promote(name, version, evaluated, tolerance=0.01, floor=0.5, force=False)
+    return {"version": version, "split": assembled["split"], "run_id": trained["run_id"]}

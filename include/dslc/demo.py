@@ -201,34 +201,31 @@ def models() -> str:
 
 
 def drift_events(lake: Lake, first: dt.date, last: dt.date) -> tuple[str, str | None]:
-    """One line per monitored day where drift was found; and the latest report's URI."""
-    lines = []
+    """Drifted days per champion, then each retrain drift triggered with its top features;
+    and the latest report's URI."""
     latest = None
-    monitored = 0
+    monitored: dict[str, list[int]] = {}  # champion version -> [days monitored, days drifted]
     for d in _days(first, last):
         key = f"ds={d.isoformat()}"
         if not lake.exists("monitoring", "drift", key, "report.json"):
             continue
-        monitored += 1
         latest = lake.uri("monitoring", "drift", key, "report.html")
         report = json.loads(lake.read_text("monitoring", "drift", key, "report.json"))
-        verdict = report.get("verdict") or report.get("dataset") or {}
-        if not verdict.get("drifted"):
-            continue
-        top = verdict.get("drifted_features") or []
-        names = ", ".join(
-            f"{f.get('feature')} (PSI {f.get('psi', 0):.2f})"
-            for f in top[:3]
-            if isinstance(f, dict)
-        )
-        decision = report.get("decision") or {}
-        action = "-> retrain" if decision.get("retrain") else ""
-        version = report.get("reference_version") or report.get("champion_version") or "?"
-        share = verdict.get("share")
-        share_s = f"{share:.0%}" if isinstance(share, int | float) else "?"
-        lines.append(f"  {d}  vs v{version}: {share_s} drifted; top {names} {action}".rstrip())
-    head = f"drift_monitor: {monitored} days monitored, {len(lines)} with dataset drift"
-    return "\n".join([head, *lines]), latest
+        counts = monitored.setdefault(str(report.get("reference", {}).get("version", "?")), [0, 0])
+        counts[0] += 1
+        counts[1] += bool(report.get("dataset", {}).get("drifted"))
+    lines = [
+        f"drift_monitor: {sum(c[0] for c in monitored.values())} days monitored; "
+        + ", ".join(f"vs v{v}: {c[1]} of {c[0]} days drifted" for v, c in monitored.items())
+    ]
+    triggers = sorted(lake.ls("monitoring", "drift", "triggers"))
+    for name in triggers:
+        record = json.loads(lake.read_text("monitoring", "drift", "triggers", name.rsplit("/")[-1]))
+        conf = record.get("conf", {})
+        top = ", ".join(str(f) for f in conf.get("drifted_features", [])[:3]) or "-"
+        why = str(conf.get("reason", "")).split(": ", 1)[-1].split(" (champion")[0]
+        lines.append(f"  {record.get('ds')} v{record.get('version')} -> retrain: {why}; top {top}")
+    return "\n".join(lines), latest
 
 
 def retraining_runs(client: AirflowClient) -> str:

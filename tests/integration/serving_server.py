@@ -20,7 +20,6 @@ import datetime as dt
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, stop_process_group
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -148,17 +147,7 @@ class ServingServer:
         """SIGTERM the process group (graceful shutdown), SIGKILL if slow; the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGKILL)
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process_group(self.proc, grace)
 
     def __enter__(self) -> ServingServer:
         return self.start()

@@ -31,7 +31,7 @@ from dslc.deploy.local import LocalTarget
 from dslc.lake import Lake
 from tests.integration.conftest import ROOT, TRAIN_LAST_DAY
 from tests.integration.serving_server import ServingServer, serving_server
-from tests.support import dslc_env
+from tests.support import dslc_env, train_and_register
 
 pytestmark = pytest.mark.integration
 
@@ -51,29 +51,8 @@ class Models:
 
 
 def _train_register(lake: Lake, name: str, params: dict[str, Any]) -> str:
-    dag_run_id = f"manual__deploy_{uuid.uuid4().hex[:8]}"
-    assembled = training.assemble_run(
-        lake,
-        {"window_end": TRAIN_LAST_DAY, "window_days": 21, **params},
-        dag_run_id=dag_run_id,
-        run_type="manual",
-    )
-    trained = training.train(
-        lake,
-        split_path=assembled["split"],
-        params=training.TrainParams(**assembled["config"]["train"]),
-        dag_run_id=dag_run_id,
-        lineage=assembled["lineage"],
-    )
-    return str(
-        registry.register(
-            lake,
-            split_path=assembled["split"],
-            run_id=trained["run_id"],
-            model_name=name,
-            lineage=assembled["lineage"],
-        )["version"]
-    )
+    window = {"window_end": TRAIN_LAST_DAY, "window_days": 21, **params}
+    return str(train_and_register(lake, name, window, run_prefix="manual__deploy")["version"])
 
 
 def _save(pipe: Any, example: Any, where: Path, corrupt: bool = False) -> Path:

@@ -24,7 +24,7 @@ import pytest
 from dslc import drift_monitor as dm
 from dslc.lake import Lake
 from tests.integration.conftest import ROOT, TRAIN_LAST_DAY
-from tests.support import dslc_env
+from tests.support import dslc_env, train_and_register
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ DEFAULT_CONF = {"window_days": 1, "retrain": None, "persistence": 2, "cooldown_d
 def champion(feature_lake: Lake, mlflow_server) -> dict[str, Any]:
     """A champion (version 1 of a fresh model) trained on 2013-01-01..21 through the same
     functions the train DAG calls; returns its name, version and training rows."""
-    from dslc import evaluation, registry, training
+    from dslc import registry, training
 
     name = f"flights_late_drift_{uuid.uuid4().hex[:8]}"
     with dslc_env(
@@ -46,34 +46,15 @@ def champion(feature_lake: Lake, mlflow_server) -> dict[str, Any]:
         DSLC_MODEL_NAME=name,
         DSLC_TRAIN_MIN_ROWS="1000",
     ):
-        run_id = f"manual__drift_champion_{uuid.uuid4().hex[:6]}"
-        params = {"window_end": TRAIN_LAST_DAY, "window_days": 21, "max_iter": 50}
-        assembled = training.assemble_run(
-            feature_lake, params, dag_run_id=run_id, run_type="manual"
-        )
-        trained = training.train(
+        made = train_and_register(
             feature_lake,
-            split_path=assembled["split"],
-            params=training.TrainParams(**assembled["config"]["train"]),
-            dag_run_id=run_id,
-            lineage=assembled["lineage"],
+            name,
+            {"window_end": TRAIN_LAST_DAY, "window_days": 21, "max_iter": 50},
+            run_prefix="manual__drift_champion",
+            promote=True,
         )
-        evaluated = evaluation.evaluate(
-            feature_lake,
-            split_path=assembled["split"],
-            run_id=trained["run_id"],
-            model_name=name,
-            force_promote=False,
-        )
-        version = registry.register(
-            feature_lake,
-            split_path=assembled["split"],
-            run_id=trained["run_id"],
-            model_name=name,
-            lineage=assembled["lineage"],
-        )["version"]
-        registry.promote(name, version, evaluated, tolerance=0.01, floor=0.5, force=False)
-        split = training.read_split(feature_lake, assembled["split"])
+        version = made["version"]
+        split = training.read_split(feature_lake, made["split"])
         rows = training.load_frame(feature_lake, split, "train")
         model = registry.load_version(name, version)
     return {"name": name, "version": version, "rows": rows, "model": model}

@@ -269,20 +269,8 @@ class FakeAirflow:
         if path == "/api/v2/backfills/dry_run":
             dates = [{"logical_date": d.isoformat()} for d in self.final]
             return httpx.Response(200, json={"backfills": dates, "total_entries": len(dates)})
-        if path == "/api/v2/backfills" and method == "GET":
-            # Like the scheduler: a backfill is marked completed a few polls after its runs end.
-            self.backfill_reads += 1
-            if self.polls >= 2 and self.backfill_reads > self.settle_reads:
-                for b in self.active:
-                    b["completed_at"] = b["completed_at"] or "2026-01-01T00:00:00Z"
-            return httpx.Response(200, json={"backfills": self.active, "total_entries": 0})
         if path == "/api/v2/backfills":
-            if any(not b["completed_at"] for b in self.active):
-                self.refused += 1
-                detail = "There is already a running backfill for dag ingest"
-                return httpx.Response(409, json={"detail": detail})
-            self.created.append(json.loads(request.content))
-            return httpx.Response(200, json={"id": 7})
+            return self.backfills(request)
         if path == "/api/v2/backfills/7":
             return httpx.Response(200, json={"id": 7, "completed_at": None})
         if path == "/api/v2/dags/ingest/dagRuns":
@@ -295,6 +283,21 @@ class FakeAirflow:
             tis = [{"task_id": "validate", "state": "failed", "map_index": -1}]
             return httpx.Response(200, json={"task_instances": tis})
         return httpx.Response(500, json={"detail": f"unexpected {method} {path}"})
+
+    def backfills(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            # Like the scheduler: a backfill is marked completed a few reads after its runs end.
+            self.backfill_reads += 1
+            if self.polls >= 2 and self.backfill_reads > self.settle_reads:
+                for b in self.active:
+                    b["completed_at"] = b["completed_at"] or "2026-01-01T00:00:00Z"
+            return httpx.Response(200, json={"backfills": self.active, "total_entries": 0})
+        if any(not b["completed_at"] for b in self.active):
+            self.refused += 1
+            detail = "There is already a running backfill for dag ingest"
+            return httpx.Response(409, json={"detail": detail})
+        self.created.append(json.loads(request.content))
+        return httpx.Response(200, json={"id": 7})
 
 
 @pytest.fixture

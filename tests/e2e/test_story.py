@@ -1,0 +1,99 @@
+"""End to end: a shortened `make demo` story on its own real embedded stack.
+
+Three weeks of January train the first champion (deployed behind the serving API); the first
+days of June are replayed, scored through /predict and monitored by `drift_monitor`, whose
+drift verdict triggers `train`. Everything is checked through the services' own APIs: the
+drift-triggered run exists and its conf names a drift report that exists in the lake, and the
+version the serving API answers with is the registry's champion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dslc import registry
+from dslc.airflow_api import AirflowClient
+from dslc.lake import get_lake
+from dslc.settings import Settings
+from tests.support import dslc_env, ephemeral_stack
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+STORY = {
+    "DSLC_DEMO_START": "2013-01-01",
+    "DSLC_DEMO_END": "2013-01-21",
+    "DSLC_DEMO_REPLAY_START": "2013-06-01",
+    "DSLC_DEMO_REPLAY_END": "2013-06-04",
+    # The retraining window reaches back over the gap to January.
+    "DSLC_TRAIN_WINDOW_DAYS": "200",
+}
+
+
+@pytest.fixture(scope="module")
+def story() -> Iterator[tuple[Settings, subprocess.CompletedProcess[str]]]:
+    with dslc_env(**STORY), ephemeral_stack(prefix="dslc-story-") as settings:
+        result = subprocess.run(
+            [sys.executable, "-m", "dslc.demo"],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
+        print(result.stdout[-6000:])
+        print(result.stderr[-3000:], file=sys.stderr)
+        yield settings, result
+
+
+def test_the_story_runs_to_its_summary(
+    story: tuple[Settings, subprocess.CompletedProcess[str]],
+) -> None:
+    _, result = story
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for heading in ("7/7 what happened", "drift_monitor:", "train runs:", "Serving API"):
+        assert heading in result.stdout
+
+
+def test_drift_triggered_a_train_run_naming_its_report(
+    story: tuple[Settings, subprocess.CompletedProcess[str]],
+) -> None:
+    settings, _ = story
+    with AirflowClient.from_settings(settings) as client:
+        client.login()
+        runs = client.recent_runs("train")
+    triggered = [r for r in runs if (r.get("conf") or {}).get("report_uri")]
+    assert triggered, [(r["dag_run_id"], r.get("conf")) for r in runs]
+    conf = triggered[0]["conf"]
+    assert conf["drifted_features"], conf
+    assert "drift" in conf["reason"].lower()
+    report_uri = str(conf["report_uri"])
+    lake = get_lake(settings.lake)
+    assert report_uri.startswith(lake.url), report_uri
+    key = report_uri[len(lake.url) :].strip("/")
+    report = json.loads(lake.read_bytes(key.replace(".html", ".json")))
+    assert report, key
+    assert triggered[0]["state"] == "success"
+
+
+def test_the_served_version_is_the_champion(
+    story: tuple[Settings, subprocess.CompletedProcess[str]],
+) -> None:
+    settings, _ = story
+    champion = registry.get_alias(registry.client(), settings.model_name, registry.CHAMPION)
+    assert champion is not None
+    ready = httpx.get(f"{settings.serving_base_url}/ready", timeout=10, trust_env=False)
+    assert ready.status_code == 200, ready.text
+    assert str(ready.json()["version"]) == str(champion.version)
+    # The prediction log holds the replayed days the model scored.
+    lake = get_lake(settings.lake)
+    days = lake.ls("predictions", settings.model_name)
+    assert {f"ds=2013-06-0{i}" for i in range(1, 5)} <= {d.rsplit("/", 1)[-1] for d in days}
