@@ -258,7 +258,9 @@ def drift_monitor() -> None:
     computed = compute_drift()
     decided = decide(computed)
     wait >> computed
-    report(computed) >> decided
+    # report and decide run side by side; the trigger waits for both, so the report the
+    # train conf names exists before train starts.
+    reported = report(computed)
 
     trigger = TriggerDagRunOperator(
         task_id="trigger_retraining",
@@ -288,6 +290,7 @@ def drift_monitor() -> None:
             },
         )
 
+    reported >> trigger
     trigger >> record_trigger(decided)
 
 

@@ -16,14 +16,23 @@ import os
 import sys
 import time
 
-# What ingest tasks import; order matters only for the log.
-PRELOAD = ("pandas", "pyarrow.parquet", "fsspec", "great_expectations")
+# What ingest tasks import, and the drift report's charts; order matters only for the log.
+PRELOAD = (
+    "pandas",
+    "pyarrow.parquet",
+    "fsspec",
+    "great_expectations",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+)
 
 
 def preload(modules: tuple[str, ...] = PRELOAD) -> dict[str, float]:
     """Import ``modules``; returns the seconds each took. A missing one is skipped."""
     # No analytics thread may exist at fork time (and none is wanted at all).
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # Charts are rendered to files: no GUI backend (and none of its threads) in the workers.
+    os.environ.setdefault("MPLBACKEND", "Agg")
     took: dict[str, float] = {}
     for name in modules:
         start = time.perf_counter()
