@@ -74,32 +74,17 @@ class Champion:
 
 def champion(name: str, tracking_uri: str | None = None) -> Champion | None:
     """The champion with its reference profile and holdout metrics; None if there is none."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow.artifacts
-
     from dslc import registry
 
     uri = registry.resolve_tracking_uri(tracking_uri)
     c = registry.client(uri)
-    with registry._reporting(uri, f"read the {registry.CHAMPION} of {name}"):
+    with registry.reporting(uri, f"read the {registry.CHAMPION} of {name}"):
         mv = registry.get_alias(c, name, registry.CHAMPION)
         if mv is None:
             return None
         version = str(mv.version)
-        where = mv.tags.get(registry.TAG_PROFILE)
-        if not where:
-            raise DriftMonitorError(
-                f"{name} version {version} (the {registry.CHAMPION}) has no reference profile "
-                f"(tag {registry.TAG_PROFILE}): it was not registered by the `train` DAG. "
-                "Retrain, or point the alias at a version that has one"
-            )
-        with tempfile.TemporaryDirectory(prefix="dslc-drift-") as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=where, dst_path=tmp, tracking_uri=uri
-            )
-            profile: dict[str, Any] = json.loads(Path(local).read_text())
+        # By version, not by alias again: the alias may move between two calls.
+        profile = registry.profile_of(mv, uri)
         metrics = c.get_run(str(mv.run_id)).data.metrics if mv.run_id else {}
     holdout = {
         k: float(metrics[f"holdout_{k}"])
@@ -650,13 +635,13 @@ def log_to_mlflow(
     stamp = int(when.timestamp() * 1000)
     uri = registry.resolve_tracking_uri(tracking_uri)
     c = registry.client(uri)
-    with registry._reporting(uri, f"log drift of {name} v{version} for {ds}"):
-        exp = registry._experiment_id(c, MLFLOW_EXPERIMENT)
+    with registry.reporting(uri, f"log drift of {name} v{version} for {ds}"):
+        exp = registry.experiment_id(c, MLFLOW_EXPERIMENT)
         found = c.search_runs(
             [exp],
             filter_string=(
-                f"tags.`dslc.model_name` = {registry._q(name)} and "
-                f"tags.`dslc.model_version` = {registry._q(version)}"
+                f"tags.`dslc.model_name` = {registry.filter_value(name)} and "
+                f"tags.`dslc.model_version` = {registry.filter_value(version)}"
             ),
             order_by=["attributes.start_time ASC"],
             max_results=1,

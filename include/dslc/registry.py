@@ -105,7 +105,7 @@ def client(uri: str | None = None) -> MlflowClient:
 
 
 @contextlib.contextmanager
-def _reporting(uri: str, what: str) -> Iterator[None]:
+def reporting(uri: str, what: str) -> Iterator[None]:
     """Turn a connection failure in the middle of an MLflow call into a clear error."""
     from mlflow.exceptions import MlflowException
     from requests.exceptions import ConnectionError as RequestsConnectionError
@@ -154,7 +154,7 @@ def git_sha() -> str:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def _experiment_id(c: MlflowClient, name: str) -> str:
+def experiment_id(c: MlflowClient, name: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
@@ -168,7 +168,7 @@ def _experiment_id(c: MlflowClient, name: str) -> str:
         return str(exp.experiment_id)
 
 
-def _q(value: str) -> str:
+def filter_value(value: str) -> str:
     """Quote a value for an MLflow search filter."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -177,7 +177,7 @@ def find_run(c: MlflowClient, experiment_id: str, dag_run_id: str) -> Any | None
     """The MLflow run made for a DAG run, if any (oldest first if somehow several)."""
     runs = c.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{TAG_DAG_RUN}` = {_q(dag_run_id)}",
+        filter_string=f"tags.`{TAG_DAG_RUN}` = {filter_value(dag_run_id)}",
         order_by=["attributes.start_time ASC"],
         max_results=5,
     )
@@ -246,8 +246,8 @@ def log_training_run(
 
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with _reporting(uri, "log the training run"):
-        exp = _experiment_id(c, get_settings().mlflow_experiment)
+    with reporting(uri, "log the training run"):
+        exp = experiment_id(c, get_settings().mlflow_experiment)
         run = find_run(c, exp, dag_run_id)
         if run is not None and run.data.tags.get(TAG_MODEL_LOGGED) == "true":
             log.info(
@@ -319,7 +319,7 @@ def load_run_model(run_id: str, tracking_uri: str | None = None) -> Any:
     """The model logged by :func:`log_training_run` in run ``run_id``."""
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with _reporting(uri, f"load the model of run {run_id}"):
+    with reporting(uri, f"load the model of run {run_id}"):
         return _download_and_load(f"{c.get_run(run_id).info.artifact_uri}/{MODEL_PATH}", uri)
 
 
@@ -350,7 +350,7 @@ def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> tuple[
         return name, version
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with _reporting(uri, f"resolve {model_uri}"):
+    with reporting(uri, f"resolve {model_uri}"):
         mv = get_alias(c, name, alias)
     if mv is None:
         raise RegistryError(f"{name!r} has no {alias!r} alias: nothing to load for {model_uri}")
@@ -361,7 +361,7 @@ def load_version(name: str, version: str, tracking_uri: str | None = None) -> An
     """The sklearn pipeline of model version ``name``/``version`` (skops, trusted types)."""
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with _reporting(uri, f"load {name} version {version}"):
+    with reporting(uri, f"load {name} version {version}"):
         mv = get_version(c, name, version)
         return _download_and_load(str(mv.source), uri)
 
@@ -392,7 +392,7 @@ def load_champion(
     """
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with _reporting(uri, "read the champion"):
+    with reporting(uri, "read the champion"):
         mv = get_alias(c, name, CHAMPION)
         if mv is None:
             return None, None, f"no {CHAMPION} of {name!r} yet: first model"
@@ -431,7 +431,7 @@ def log_evaluation(run_id: str, result: dict[str, Any], tracking_uri: str | None
         metrics.update({f"{prefix}_{k}": v for k, v in scored["overall"].items()})
         for sl, m in scored["slices"].items():
             metrics.update({f"{prefix}.{_slug(sl)}.{k}": m[k] for k in ("roc_auc", "log_loss")})
-    with _reporting(uri, "log the evaluation"):
+    with reporting(uri, "log the evaluation"):
         _batch(
             c,
             run_id,
@@ -478,7 +478,9 @@ def version_of_run(c: MlflowClient, name: str, run_id: str) -> ModelVersion | No
     from mlflow.exceptions import MlflowException
 
     try:
-        found = c.search_model_versions(f"name = {_q(name)} and run_id = {_q(run_id)}")
+        found = c.search_model_versions(
+            f"name = {filter_value(name)} and run_id = {filter_value(run_id)}"
+        )
     except MlflowException as e:
         if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
             return None
@@ -532,7 +534,7 @@ def register(
 
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with _reporting(uri, f"register run {run_id} as a version of {model_name!r}"):
+    with reporting(uri, f"register run {run_id} as a version of {model_name!r}"):
         existing = version_of_run(c, model_name, run_id)
         if existing is not None:
             log.info(
@@ -575,24 +577,37 @@ def register(
     return {"version": str(mv.version), "created": True, "profile_s": round(profile_s, 3)}
 
 
+def profile_of(mv: ModelVersion, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The drift reference profile logged with model version ``mv`` (by its profile tag)."""
+    import mlflow.artifacts
+
+    where = (mv.tags or {}).get(TAG_PROFILE)
+    if not where:
+        raise RegistryError(
+            f"{mv.name} version {mv.version} has no reference profile (tag {TAG_PROFILE}): it "
+            "was not registered by the `train` DAG. Retrain, or point the alias at a version "
+            "that has one"
+        )
+    uri = resolve_tracking_uri(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="dslc-profile-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=where, dst_path=tmp, tracking_uri=uri
+        )
+        loaded: dict[str, Any] = json.loads(Path(local).read_text())
+    return loaded
+
+
 def reference_profile(
     name: str, alias: str = CHAMPION, tracking_uri: str | None = None
 ) -> dict[str, Any]:
     """The drift reference profile logged with the version an alias points at."""
-    import mlflow.artifacts
-
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with _reporting(uri, f"read the reference profile of {name}@{alias}"):
+    with reporting(uri, f"read the reference profile of {name}@{alias}"):
         mv = get_alias(c, name, alias)
         if mv is None:
             raise RegistryError(f"{name!r} has no {alias!r} alias: train a model first")
-        with tempfile.TemporaryDirectory(prefix="dslc-profile-") as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=mv.tags[TAG_PROFILE], dst_path=tmp, tracking_uri=uri
-            )
-            loaded: dict[str, Any] = json.loads(Path(local).read_text())
-    return loaded
+        return profile_of(mv, uri)
 
 
 def promote(
@@ -613,7 +628,7 @@ def promote(
     expected = evaluation.get("champion_version")
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with _reporting(uri, f"promote {name} version {version}"):
+    with reporting(uri, f"promote {name} version {version}"):
         current = get_alias(c, name, CHAMPION)
         current_v = str(current.version) if current is not None else None
         out = {

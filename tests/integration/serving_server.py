@@ -285,7 +285,7 @@ def _register(
     train = feature_frame(*TRAIN_DAYS)
     holdout = day_features(dt.date.fromisoformat(HOLDOUT_DAY))
     c = registry.client(tracking_uri)
-    exp_id = registry._experiment_id(c, "dslc-serving-tests")
+    exp_id = registry.experiment_id(c, "dslc-serving-tests")
     with contextlib.suppress(MlflowException):
         c.create_registered_model(name)
     out = RegisteredModels(tracking_uri, name, [], None, holdout)

@@ -65,7 +65,7 @@ def _save(pipe: Any, example: Any, where: Path, corrupt: bool = False) -> Path:
 
 def _register_copy(c: Any, name: str, path: Path, split_uri: str) -> tuple[str, str]:
     """A version of the model saved at ``path``, tagged with the split ``split_uri``."""
-    exp = registry._experiment_id(c, "dslc-deploy-tests")
+    exp = registry.experiment_id(c, "dslc-deploy-tests")
     run = c.create_run(exp)
     c.log_artifacts(run.info.run_id, str(path), registry.MODEL_PATH)
     c.set_terminated(run.info.run_id, "FINISHED")

@@ -74,8 +74,9 @@ def test_a_model_needing_more_trusted_types_is_refused(
 
 
 def test_filter_values_are_quoted():
-    assert registry._q("manual__2013-01-01T00:00:00+00:00") == "'manual__2013-01-01T00:00:00+00:00'"
-    assert registry._q("it's") == "'it\\'s'"
+    run_id = "manual__2013-01-01T00:00:00+00:00"
+    assert registry.filter_value(run_id) == f"'{run_id}'"
+    assert registry.filter_value("it's") == "'it\\'s'"
 
 
 def test_comparison_table_puts_challenger_and_champion_side_by_side():
