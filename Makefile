@@ -66,7 +66,7 @@ lock: | $(UV)
 	$(UV) pip compile --python-version 3.11 bench/evidently/requirements.in -o bench/evidently/requirements.txt
 
 demo: $(STAMP)
-	$(BIN)/python -m dslc.demo
+	$(BIN)/python -m dslc.dev.demo
 
 up: $(STAMP)
 	$(BIN)/dslc up

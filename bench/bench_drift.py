@@ -4,7 +4,7 @@ Data: a synthetic reference of 1M rows x 100 columns (80 numeric of several shap
 missing values, 20 categorical Arrow-string columns of 5..62 categories) and current batches
 of 100k and 1M rows in which 30% of the columns are clearly shifted. In the same run:
 
-- ours: :func:`dslc.drift_profile.fit_profile` once, :func:`dslc.drift.score` per batch;
+- ours: :func:`dslc.model.profile.fit_profile` once, :func:`dslc.monitoring.drift.score` per batch;
 - ``np.sum`` over the batch's numeric columns (the memory-read floor);
 - a plain numpy PSI: quantile edges fitted once with ``np.quantile`` on every row, batches
   binned with ``np.digitize`` + ``np.bincount``, categoricals counted with pandas
@@ -259,7 +259,7 @@ def _frame_bytes(df: Any) -> int:
 
 
 def _batch(name: str, profile: Any, naive: Any, df: Any, data: dict[str, Any], repeats: int):
-    from dslc import drift
+    from dslc.monitoring import drift
 
     numeric, categorical = data["numeric"], data["categorical"]
     values = df.shape[0] * df.shape[1]
@@ -304,8 +304,8 @@ def _batch(name: str, profile: Any, naive: Any, df: Any, data: dict[str, Any], r
 
 def _evidently(data: dict[str, Any], ref_rows: int, cur: Any) -> dict[str, Any]:
     """Evidently vs ours on the same (possibly sampled) reference and batch."""
-    from dslc import drift
-    from dslc.drift_profile import fit_profile
+    from dslc.model.profile import fit_profile
+    from dslc.monitoring import drift
 
     numeric, categorical = data["numeric"], data["categorical"]
     ref = data["ref"]
@@ -341,7 +341,7 @@ def _evidently(data: dict[str, Any], ref_rows: int, cur: Any) -> dict[str, Any]:
 
 def run(small: bool = False) -> dict[str, Any]:
     """Run B2; ``small``: 20k reference rows, 5k/20k batches, 10 columns (for a test)."""
-    from dslc.drift_profile import SAMPLE_ROWS, fit_profile
+    from dslc.model.profile import SAMPLE_ROWS, fit_profile
 
     if small:
         ref_rows, batches, n_num, n_cat, repeats = 20_000, [5_000, 20_000], 8, 2, 2

@@ -124,7 +124,7 @@ class ReferenceServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 180) -> ReferenceServer:
-        from dslc.stack import mlflow_env
+        from dslc.dev.stack import mlflow_env
 
         env = mlflow_env()
         env["MLFLOW_TRACKING_URI"] = self.tracking_uri
@@ -252,8 +252,8 @@ def predictor_timings(pipeline: Any, frame: Any) -> dict[str, Any]:
     """Per-call seconds of the compiled predictor vs ``pipeline.predict_proba``, 1 and 100 rows."""
     from threadpoolctl import threadpool_limits
 
+    from dslc.model.training import MODEL_FEATURES, features_of
     from dslc.serving.predictor import compile_model
-    from dslc.training import MODEL_FEATURES, features_of
     from tests.integration.serving_server import records_of
 
     t = time.perf_counter()
@@ -287,7 +287,7 @@ def check_predictions(
     """
     import numpy as np
 
-    from dslc.training import features_of
+    from dslc.model.training import features_of
 
     frame = models.holdout.head(n)
     want = pipeline.predict_proba(features_of(frame))[:, 1]
@@ -331,7 +331,7 @@ def _bodies(root: Path, models: Any) -> tuple[dict[str, Path], dict[str, Path]]:
 
 
 def run(small: bool = False) -> dict[str, Any]:
-    from dslc import registry
+    from dslc.model import registry
     from tests.integration.mlflow_server import MlflowServer
     from tests.integration.serving_server import ServingServer, register_test_models
     from tests.support import dslc_env

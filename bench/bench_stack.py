@@ -51,7 +51,8 @@ def _span(runs: list[dict[str, Any]]) -> float:
 
 
 def run(small: bool = False) -> dict[str, Any]:
-    from dslc import airflow_api, sources, stack
+    from dslc.data import sources
+    from dslc.dev import airflow_api, stack
     from dslc.lake import Lake
     from tests.support import ephemeral_stack
 

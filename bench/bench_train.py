@@ -23,7 +23,7 @@ TARGET_SHARE = 0.10
 
 
 def _build_lake(root: Path, days: int) -> tuple[Any, float]:
-    from dslc import ingest, sources
+    from dslc.data import ingest, sources
     from dslc.lake import Lake
 
     lake = Lake(f"file://{root / 'lake'}")
@@ -39,7 +39,7 @@ def _build_lake(root: Path, days: int) -> tuple[Any, float]:
 
 
 def _one_run(lake: Any, dag_run_id: str, window_days: int) -> dict[str, Any]:
-    from dslc import evaluation, registry, training
+    from dslc.model import evaluation, registry, training
     from dslc.settings import get_settings
 
     times: dict[str, float] = {}
@@ -111,7 +111,7 @@ def _save_formats(lake: Any, assembled: dict[str, Any]) -> dict[str, float]:
     """What skops (our choice) costs over cloudpickle to save the same fitted pipeline."""
     import mlflow.sklearn
 
-    from dslc import registry, training
+    from dslc.model import registry, training
 
     split = training.read_split(lake, assembled["split"])
     train = training.load_frame(lake, split, "train")

@@ -1,9 +1,9 @@
 """B6: Great Expectations validation vs the pure-pandas floor, on real flights.
 
 Times (a) ``import great_expectations`` in a fresh interpreter (a cost DAG parsing must never
-pay), (b) :func:`dslc.validation.validate` on one real landed day and on N rows (1M by default,
+pay), (b) :func:`dslc.data.validation.validate` on one real landed day and on N rows (1M by default,
 the real flights resampled with unique keys so every check does full work), (c) the pandas
-floor :func:`dslc.validation.validate_pandas` on the same frames in the same process. Reports
+floor :func:`dslc.data.validation.validate_pandas` on the same frames in the same process. Reports
 medians, the GX/pandas ratio (target <= 3x) and peak memory, prints a table and writes
 ``bench/results/validation.json``.
 
@@ -78,7 +78,7 @@ def frames(rows: int) -> tuple[Any, Any]:
 
 def big_dataset(rows: int) -> Any:
     """FLIGHTS, with room for ``rows`` rows a 'day' and the re-numbered flights."""
-    from dslc.datasets import FLIGHTS
+    from dslc.usecases.flights.datasets import FLIGHTS
 
     cols = tuple(replace(c, max=10_000 * 100) if c.name == "flight" else c for c in FLIGHTS.columns)
     return replace(FLIGHTS, columns=cols, max_rows_per_day=max(rows, FLIGHTS.max_rows_per_day))
@@ -105,7 +105,7 @@ def _peak_mib(fn: Callable[[], Any]) -> float:
 
 
 def _case(name: str, df: Any, dataset: Any, repeats: int) -> dict[str, Any]:
-    from dslc.validation import validate, validate_pandas
+    from dslc.data.validation import validate, validate_pandas
 
     gx_report = validate(df, dataset)  # warm: context, suite, GX code paths
     pd_report = validate_pandas(df, dataset)
@@ -132,11 +132,11 @@ def run(small: bool = False, rows: int | None = None, repeats: int | None = None
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     rows = rows or (10_000 if small else 1_000_000)
     repeats = repeats or (2 if small else 5)
-    from dslc.datasets import FLIGHTS
+    from dslc.usecases.flights.datasets import FLIGHTS
 
     imp = import_seconds(1 if small else 3)
     t = time.perf_counter()
-    from dslc.validation import validate
+    from dslc.data.validation import validate
 
     day, big = frames(rows)
     validate(day, FLIGHTS)

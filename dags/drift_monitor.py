@@ -15,7 +15,7 @@ never race past the guards together.
 | `trigger_retraining` | triggers `train` with run id `drift__<ds>__v<version>` and conf `reason`, `drifted_features` (with scores), `report_uri`, `window_end`=ds, `window_days`, `champion_version`; a second trigger for the same id is refused |
 | `record_trigger` | records the retrain under `monitoring/drift/triggers/` (the cooldown reads it) |
 
-**Policy** (`dslc.drift`, thresholds from `DSLC_DRIFT_*` settings, overridable per run below):
+**Policy** (`dslc.monitoring.drift`, thresholds from `DSLC_DRIFT_*` settings, overridable per run below):
 a feature drifted when PSI >= `psi_threshold` (or its missing rate moved by 10 points, or 5%
 unseen categories); the day drifted when >= `share_threshold` of the features or any of the
 model's most important ones drifted; retrain when `persistence` consecutive days drifted or
@@ -42,8 +42,8 @@ _settings = get_settings()
 
 def _user_errors(fn: Any) -> Any:
     """Run ``fn``; errors the user must fix fail the task without retries."""
-    from dslc.drift_monitor import DriftMonitorError
-    from dslc.registry import RegistryError, RegistryUnavailableError
+    from dslc.model.registry import RegistryError, RegistryUnavailableError
+    from dslc.monitoring.monitor import DriftMonitorError
     from dslc_airflow.errors import no_retry_on
 
     with no_retry_on(
@@ -134,8 +134,8 @@ def drift_monitor() -> None:
 
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from dslc import drift_monitor as dm
-        from dslc.drift import Policy
+        from dslc.monitoring import monitor as dm
+        from dslc.monitoring.drift import Policy
         from dslc.settings import get_settings
         from dslc_airflow.lake import lake
 
@@ -186,8 +186,8 @@ def drift_monitor() -> None:
         """Render report.html, log the day to MLflow, and link both from this log."""
         import logging
 
-        from dslc import drift_monitor as dm
-        from dslc import drift_report
+        from dslc.monitoring import monitor as dm
+        from dslc.monitoring import report as drift_report
         from dslc_airflow.lake import lake
 
         lk = lake()
@@ -221,7 +221,7 @@ def drift_monitor() -> None:
 
         from airflow.sdk import Variable
 
-        from dslc import drift_monitor as dm
+        from dslc.monitoring import monitor as dm
         from dslc.settings import get_settings
         from dslc_airflow.lake import lake
 
@@ -276,7 +276,7 @@ def drift_monitor() -> None:
     @task
     def record_trigger(decided: dict[str, Any], ds: str | None = None) -> str:
         """Record the triggered retrain in the lake (the cooldown and re-runs read it)."""
-        from dslc import drift_monitor as dm
+        from dslc.monitoring import monitor as dm
         from dslc_airflow.lake import lake
 
         conf = decided["conf"]

@@ -28,8 +28,8 @@ FEATURES = Asset(name="dslc_features_flights", uri="dslc://lake/features/flights
 
 
 def _run(fn_name: str, **kwargs: Any) -> dict[str, Any]:
-    """Call ``dslc.ingest.<fn_name>`` on the lake; bad input fails the task without retries."""
-    from dslc import ingest
+    """Call ``dslc.data.ingest.<fn_name>`` on the lake; bad input fails the task without retries."""
+    from dslc.data import ingest
     from dslc_airflow.errors import no_retry_on
     from dslc_airflow.lake import lake
 

@@ -33,9 +33,9 @@ from dslc.settings import get_settings
 
 def _user_errors(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run ``fn``; errors the user must fix fail the task without retries."""
-    from dslc.evaluation import EvaluationError
-    from dslc.registry import RegistryError, RegistryUnavailableError
-    from dslc.training import TrainingError
+    from dslc.model.evaluation import EvaluationError
+    from dslc.model.registry import RegistryError, RegistryUnavailableError
+    from dslc.model.training import TrainingError
     from dslc_airflow.errors import no_retry_on
 
     # The MLflow server may come back: that one keeps Airflow's retries.
@@ -164,7 +164,7 @@ def train() -> None:
         dag_run: Any = None,
     ) -> dict[str, Any]:
         """Check the params, split the window by date and write the split manifest."""
-        from dslc import training
+        from dslc.model import training
         from dslc_airflow.lake import lake
 
         run_type = str(getattr(dag_run, "run_type", "manual"))
@@ -177,7 +177,7 @@ def train() -> None:
     @task(task_id="train")
     def fit(assembled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
         """Fit the pipeline and log it to this DAG run's MLflow run."""
-        from dslc import training
+        from dslc.model import training
         from dslc_airflow.lake import lake
 
         return _user_errors(
@@ -193,7 +193,7 @@ def train() -> None:
     @task
     def evaluate(assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
         """Score challenger and champion on the same holdout."""
-        from dslc import evaluation
+        from dslc.model import evaluation
         from dslc_airflow.lake import lake
 
         return _user_errors(
@@ -209,7 +209,7 @@ def train() -> None:
     @task
     def register(assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
         """Register the run's model once, with lineage tags and the reference profile."""
-        from dslc import registry
+        from dslc.model import registry
         from dslc_airflow.lake import lake
 
         return _user_errors(
@@ -227,7 +227,7 @@ def train() -> None:
         assembled: dict[str, Any], evaluated: dict[str, Any], registered: dict[str, Any]
     ) -> dict[str, Any]:
         """Gate, then move the champion alias (compare-and-swap) or record the rejection."""
-        from dslc import registry
+        from dslc.model import registry
         from dslc.settings import get_settings
 
         config = assembled["config"]

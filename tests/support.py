@@ -79,7 +79,7 @@ def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> I
 
     Set DSLC_E2E_KEEP=1 to keep the state dir (logs) for a post-mortem.
     """
-    from dslc import stack
+    from dslc.dev import stack
     from dslc.settings import get_settings
 
     home = Path(tempfile.mkdtemp(prefix=prefix))
@@ -121,7 +121,7 @@ def train_and_register(
     (window_end, window_days, hyperparameters). Returns the version and the split path."""
     import uuid
 
-    from dslc import evaluation, registry, training
+    from dslc.model import evaluation, registry, training
 
     dag_run_id = f"{run_prefix}_{uuid.uuid4().hex[:8]}"
     assembled = training.assemble_run(lake, params, dag_run_id=dag_run_id, run_type="manual")

@@ -70,7 +70,7 @@ def run_deploy(
 ) -> dict[str, Any]:
     """Deploy inside a task: a failed (rolled back) deploy fails the task without retries."""
     from dslc import deploy
-    from dslc.registry import RegistryError, RegistryUnavailableError
+    from dslc.model.registry import RegistryError, RegistryUnavailableError
     from dslc_airflow.errors import no_retry_on
     from dslc_airflow.lake import lake
 

@@ -42,7 +42,7 @@ class LandingSensor(BaseSensorOperator):
         return lake().uri(Lake.partition("landing", self.dataset, self.ds))
 
     def poke(self, context: Context) -> bool:
-        from dslc.ingest import is_landed
+        from dslc.data.ingest import is_landed
         from dslc_airflow.lake import lake
 
         found = is_landed(lake(), self.ds, self.dataset)

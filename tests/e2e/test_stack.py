@@ -1,4 +1,4 @@
-"""End-to-end: the embedded stack started by ``dslc.stack.up()`` and driven over HTTP.
+"""End-to-end: the embedded stack started by ``dslc.dev.stack.up()`` and driven over HTTP.
 
 Tests run in file order; the last one stops the stack and checks nothing is left behind.
 """
@@ -13,8 +13,8 @@ import httpx
 import psutil
 import pytest
 
-from dslc import stack
-from dslc.airflow_api import AirflowClient, backfill_cli
+from dslc.dev import stack
+from dslc.dev.airflow_api import AirflowClient, backfill_cli
 from dslc.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +71,7 @@ def test_token_works(e2e_stack: Settings) -> None:
 
 
 def test_wrong_password_is_rejected(e2e_stack: Settings) -> None:
-    from dslc.airflow_api import AirflowApiError
+    from dslc.dev.airflow_api import AirflowApiError
 
     with (
         AirflowClient(e2e_stack.airflow_url, "admin", "wrong") as api,
@@ -107,11 +107,11 @@ def _ingest_contract_ready() -> str | None:
     if not (ROOT / "dags" / "ingest.py").exists():
         return "dags/ingest.py does not exist yet"
     try:
-        sources = importlib.import_module("dslc.sources")
+        sources = importlib.import_module("dslc.data.sources")
     except ImportError as e:
-        return f"dslc.sources is not importable: {e}"
+        return f"dslc.data.sources is not importable: {e}"
     if not hasattr(sources, "replay"):
-        return "dslc.sources.replay does not exist yet"
+        return "dslc.data.sources.replay does not exist yet"
     return None
 
 
@@ -119,7 +119,7 @@ def test_rest_backfill_ingest(e2e_stack: Settings) -> None:
     reason = _ingest_contract_ready()
     if reason:
         pytest.skip(reason)
-    from dslc import sources
+    from dslc.data import sources
     from dslc.lake import get_lake
 
     first, last = dt.date(2013, 1, 1), dt.date(2013, 1, 3)

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dslc import registry
-from dslc.airflow_api import AirflowClient
+from dslc.dev.airflow_api import AirflowClient
 from dslc.lake import get_lake
+from dslc.model import registry
 from dslc.settings import Settings
 from tests.support import dslc_env, ephemeral_stack
 
@@ -42,7 +42,7 @@ STORY = {
 def story() -> Iterator[tuple[Settings, subprocess.CompletedProcess[str]]]:
     with dslc_env(**STORY), ephemeral_stack(prefix="dslc-story-") as settings:
         result = subprocess.run(
-            [sys.executable, "-m", "dslc.demo"],
+            [sys.executable, "-m", "dslc.dev.demo"],
             cwd=ROOT,
             env=os.environ.copy(),
             capture_output=True,

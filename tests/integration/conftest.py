@@ -47,7 +47,7 @@ def feature_lake(tmp_path_factory: pytest.TempPathFactory):
     """A file:// lake with 21 days of features built by the real ingest functions (once)."""
     import datetime as dt
 
-    from dslc import ingest, sources
+    from dslc.data import ingest, sources
     from dslc.lake import Lake
 
     lake = Lake(f"file://{tmp_path_factory.mktemp('feature-lake') / 'lake'}")

@@ -1,5 +1,5 @@
 """A real MLflow tracking server on loopback (free port, temp SQLite + artifacts), for tests and
-the B5 benchmark. Started with the stack's own environment (``dslc.stack.mlflow_env``)."""
+the B5 benchmark. Started with the stack's own environment (``dslc.dev.stack.mlflow_env``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class MlflowServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90) -> MlflowServer:
-        from dslc.stack import mlflow_env
+        from dslc.dev.stack import mlflow_env
 
         self.root.mkdir(parents=True, exist_ok=True)
         env = mlflow_env()

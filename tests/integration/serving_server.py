@@ -181,8 +181,8 @@ def day_features(day: dt.date) -> pd.DataFrame:
     """One day's feature rows, built from the package data by the real ingest functions."""
     import pandas as pd
 
-    from dslc import features, ingest, sources
-    from dslc.datasets import get_dataset
+    from dslc.data import features, ingest, sources
+    from dslc.usecases.flights.datasets import get_dataset
 
     frames = {}
     for name in ("flights", "weather"):
@@ -195,7 +195,7 @@ def day_features(day: dt.date) -> pd.DataFrame:
 def feature_frame(first: str, last: str) -> pd.DataFrame:
     import pandas as pd
 
-    from dslc.sources import days
+    from dslc.data.sources import days
 
     start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
     return pd.concat([day_features(d) for d in days(start, end)], ignore_index=True)
@@ -205,7 +205,7 @@ def records_of(frame: pd.DataFrame, *, with_keys: bool = False) -> list[dict[str
     """Feature rows as /predict records (None for missing values)."""
     import math
 
-    from dslc.training import MODEL_FEATURES
+    from dslc.model.training import MODEL_FEATURES
 
     cols = [*MODEL_FEATURES, *(["ds", "flight"] if with_keys else [])]
     out = []
@@ -243,7 +243,7 @@ class RegisteredModels:
 def _log_version(
     c: Any, exp_id: str, name: str, pipe: Any, example: Any, corrupt: bool = False
 ) -> str:
-    from dslc import registry
+    from dslc.model import registry
 
     run = c.create_run(exp_id, run_name=f"serving-test {name}{' corrupt' if corrupt else ''}")
     run_id = run.info.run_id
@@ -280,7 +280,7 @@ def _register(
 ) -> RegisteredModels:
     from mlflow.exceptions import MlflowException
 
-    from dslc import registry, training
+    from dslc.model import registry, training
 
     train = feature_frame(*TRAIN_DAYS)
     holdout = day_features(dt.date.fromisoformat(HOLDOUT_DAY))

@@ -25,10 +25,11 @@ from typing import Any
 
 import pytest
 
-from dslc import deploy, registry, training
+from dslc import deploy
 from dslc.deploy import records
 from dslc.deploy.local import LocalTarget
 from dslc.lake import Lake
+from dslc.model import registry, training
 from tests.integration.conftest import ROOT, TRAIN_LAST_DAY
 from tests.integration.serving_server import ServingServer, serving_server
 from tests.support import dslc_env, train_and_register

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dslc import drift_monitor as dm
 from dslc.lake import Lake
+from dslc.monitoring import monitor as dm
 from tests.integration.conftest import ROOT, TRAIN_LAST_DAY
 from tests.support import dslc_env, train_and_register
 
@@ -37,7 +37,7 @@ DEFAULT_CONF = {"window_days": 1, "retrain": None, "persistence": 2, "cooldown_d
 def champion(feature_lake: Lake, mlflow_server) -> dict[str, Any]:
     """A champion (version 1 of a fresh model) trained on 2013-01-01..21 through the same
     functions the train DAG calls; returns its name, version and training rows."""
-    from dslc import registry, training
+    from dslc.model import registry, training
 
     name = f"flights_late_drift_{uuid.uuid4().hex[:8]}"
     with dslc_env(
@@ -158,8 +158,8 @@ def test_stable_day_waits_for_features_reports_and_does_not_trigger(
     day = stable_day(champion["rows"], STABLE, seed=1)
     # The serving log of the day: the champion's own answers for those flights.
     log_rows = day.loc[:, ["ds", "carrier", "flight", "origin"]].copy()
-    from dslc import training
     from dslc.lake import parquet_bytes
+    from dslc.model import training
 
     log_rows["probability"] = champion["model"].predict_proba(training.features_of(day))[:, 1]
     log_rows["model_version"] = champion["version"]

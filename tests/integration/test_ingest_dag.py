@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
-from dslc import sources
+from dslc.data import sources
 from dslc.lake import Lake
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from dslc import evaluation, registry, training
 from dslc.lake import Lake
+from dslc.model import evaluation, registry, training
 from tests.integration.conftest import ROOT, TRAIN_LAST_DAY
 
 pytestmark = pytest.mark.integration
@@ -191,7 +191,7 @@ def _register(lake: Lake, assembled: dict[str, Any], run_id: str, name: str) -> 
 
 _KILLED_DURING_SAVE = """
 import os, signal, sys
-from dslc import registry, training
+from dslc.model import registry, training
 from dslc.lake import Lake
 
 def killed(*args, **kwargs):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dslc import ingest, sources
+from dslc.data import ingest, sources
 from dslc.lake import MANIFEST, Lake, PartitionNotFoundError, parquet_bytes
 from tests.s3.conftest import ACCESS_KEY, SECRET_KEY, S3Server
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dslc import airflow_api
-from dslc.airflow_api import AirflowApiError, AirflowClient, BackfillProgress
+from dslc.dev import airflow_api
+from dslc.dev.airflow_api import AirflowApiError, AirflowClient, BackfillProgress
 
 UTC = dt.UTC
 D1, D2, D3 = (dt.datetime(2013, 1, d, tzinfo=UTC) for d in (1, 2, 3))

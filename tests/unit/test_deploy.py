@@ -17,10 +17,11 @@ import httpx
 import numpy as np
 import pytest
 
-from dslc import deploy, registry, training
+from dslc import deploy
 from dslc.deploy import records, smoke
 from dslc.deploy.local import LocalTarget
 from dslc.lake import Lake
+from dslc.model import registry, training
 
 MODEL = "flights_late"
 

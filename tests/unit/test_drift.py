@@ -12,8 +12,8 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
-from dslc import drift
-from dslc.drift_profile import OTHER, fit_profile
+from dslc.model.profile import OTHER, fit_profile
+from dslc.monitoring import drift
 
 N = 100_000
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from bench.bench_drift import EVIDENTLY_PYTHON, make_frames, run_evidently
-from dslc import drift
-from dslc.drift_profile import fit_profile
+from dslc.model.profile import fit_profile
+from dslc.monitoring import drift
 
 pytestmark = pytest.mark.integration  # a real subprocess in another venv, a few seconds
 THRESHOLD = 0.2

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dslc import drift_monitor as dm
-from dslc import drift_profile, drift_report
-from dslc.datasets import FEATURES
-from dslc.drift import Policy
 from dslc.lake import Lake
+from dslc.model import profile as drift_profile
+from dslc.monitoring import monitor as dm
+from dslc.monitoring import report as drift_report
+from dslc.monitoring.drift import Policy
+from dslc.usecases.flights.datasets import FEATURES
 
 CARRIERS = ["AA", "B6", "DL", "UA"]
 # Six of the 17 features moved (35% >= the 30% share rule): a drifted day.

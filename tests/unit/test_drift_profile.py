@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dslc.drift_profile import (
+from dslc.model.profile import (
     OTHER,
     SAMPLE_ROWS,
     bin_frequencies,
@@ -128,7 +128,7 @@ def test_large_frames_take_edges_from_a_sample_and_count_every_row():
 
 @pytest.mark.parametrize("chunk", [131_072, 1000])  # one block, and many with a ragged tail
 def test_count_bins_agrees_with_a_binary_search_on_every_path(monkeypatch, chunk):
-    from dslc import drift_profile
+    from dslc.model import profile as drift_profile
 
     monkeypatch.setattr(drift_profile, "CHUNK", chunk)
     rng = np.random.default_rng(4)
@@ -185,7 +185,7 @@ V1_MISSING_IN_OTHER_DATA = {"c": ["A"] * 50 + ["B"] * 25 + ["C"] * 13 + ["D"] * 
 
 
 def test_version_1_profiles_still_score_their_own_data_as_no_drift():
-    from dslc import drift
+    from dslc.monitoring import drift
 
     s = drift.score(V1_MISSING_KEPT, pd.DataFrame(V1_MISSING_KEPT_DATA))
     assert s["x"]["psi"] == pytest.approx(0.0) and s["c"]["psi"] == pytest.approx(0.0, abs=1e-12)

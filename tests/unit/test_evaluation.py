@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-from dslc import evaluation
+from dslc.model import evaluation
 
 
 def test_metrics_agree_with_sklearn():

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dslc import features, ingest, sources
-from dslc.datasets import FEATURES, FLIGHTS, LEAKY_COLUMNS, WEATHER
+from dslc.data import features, ingest, sources
+from dslc.usecases.flights.datasets import FEATURES, FLIGHTS, LEAKY_COLUMNS, WEATHER
 
 
 def _typed(dataset, day: dt.date) -> pd.DataFrame:

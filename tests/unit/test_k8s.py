@@ -21,10 +21,11 @@ import kubernetes_validate
 import pytest
 from kubernetes import client
 
-from dslc import deploy, registry
+from dslc import deploy
 from dslc.deploy import kubernetes as k8s
 from dslc.deploy import records, smoke
 from dslc.lake import Lake
+from dslc.model import registry
 from tests.unit.test_deploy import PASSED, FakeMlflow
 
 MODEL = "flights_late"
@@ -142,8 +143,8 @@ def test_rendering_is_typed_and_refuses_missing_values():
 def test_templates_ship_with_the_package():
     root = Path(__file__).resolve().parents[2]
     pyproject = (root / "pyproject.toml").read_text()
-    assert '"k8s/*.yaml"' in pyproject
-    assert (root / "include/dslc/k8s/deployment.yaml").exists()
+    assert '"deploy/k8s/*.yaml"' in pyproject
+    assert (root / "include/dslc/deploy/k8s/deployment.yaml").exists()
 
 
 # -- a fake API server under the real client ---------------------------------------------------

@@ -8,10 +8,10 @@ import pytest
 import skops.io
 from threadpoolctl import threadpool_limits
 
-from dslc import training
+from dslc.model import training
+from dslc.model.training import MODEL_FEATURES, TrainParams, features_of
 from dslc.serving import predictor as predictor_mod
 from dslc.serving.predictor import ModelLayoutError, compile_model
-from dslc.training import MODEL_FEATURES, TrainParams, features_of
 
 CARRIERS = ["UA", "B6", "EV", "DL", "AA", "MQ", "WN", "US", "9E", "VX"]
 ORIGINS = ["EWR", "JFK", "LGA"]

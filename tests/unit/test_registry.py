@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dslc import registry, training
+from dslc.model import registry, training
 from tests.support import free_port
 from tests.unit.test_training import synthetic_features
 

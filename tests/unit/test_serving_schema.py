@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from dslc.model.training import MODEL_FEATURES
 from dslc.serving.schema import (
     FAST_PATH_MIN_RECORDS,
     InputSchema,
@@ -20,7 +21,6 @@ from dslc.serving.schema import (
     SchemaError,
     read_input_example,
 )
-from dslc.training import MODEL_FEATURES
 
 GOOD: dict[str, Any] = {
     "carrier": "UA",

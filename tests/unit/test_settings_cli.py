@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from dslc.cli import app
+from dslc.dev.cli import app
 from dslc.settings import Settings, get_settings
 
 
@@ -38,7 +38,8 @@ def test_unsupported_lake_url_is_rejected_with_the_fix(monkeypatch: pytest.Monke
 
 def test_importing_dslc_does_no_io_and_loads_nothing_heavy() -> None:
     code = (
-        "import sys, dslc, dslc.settings, dslc.lake, dslc.ingest, dslc.datasets, dslc.cli;"
+        "import sys, dslc, dslc.settings, dslc.lake, dslc.data.ingest, dslc.dev.cli;"
+        "import dslc.usecases.flights.datasets;"
         "heavy={'pandas','sklearn','mlflow','great_expectations','scipy','pyarrow','airflow'};"
         "print(sorted(heavy & set(sys.modules)))"
     )

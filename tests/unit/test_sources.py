@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from dslc import sources
+from dslc.data import sources
 from dslc.lake import Lake
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dslc import training
-from dslc.datasets import FEATURES
 from dslc.lake import Lake
+from dslc.model import training
+from dslc.usecases.flights.datasets import FEATURES
 
 FIRST = dt.date(2013, 1, 1)
 

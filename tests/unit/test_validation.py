@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from dslc.datasets import FLIGHTS, WEATHER, Dataset
-from dslc.validation import ValidationReport, build_suite, validate, validate_pandas
+from dslc.data.validation import ValidationReport, build_suite, validate, validate_pandas
+from dslc.usecases.flights.datasets import FLIGHTS, WEATHER, Dataset
 
 DAY = (2013, 1, 5)
 DS = "2013-01-05"
@@ -232,7 +232,7 @@ def test_html() -> None:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, dslc.validation; "
+        "import sys, dslc.data.validation; "
         "heavy = [m for m in ('great_expectations', 'pandas', 'numpy') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

@@ -62,7 +62,7 @@ def _now() -> dt.datetime:
 
 
 def _champion_state(c: MlflowClient, name: str) -> tuple[str | None, str | None]:
-    from dslc import registry
+    from dslc.model import registry
 
     champ = registry.get_alias(c, name, registry.CHAMPION)
     prev = registry.get_alias(c, name, registry.PREVIOUS)
@@ -76,7 +76,7 @@ def _prepare_aliases(
     c: MlflowClient, name: str, version: str, *, move_alias: bool, previous: str | None
 ) -> tuple[str | None, dict[str, str | None]]:
     """Check (or move) ``champion``; returns the previous version and the aliases to restore."""
-    from dslc import registry
+    from dslc.model import registry
 
     champion, prev_alias = _champion_state(c, name)
     if not move_alias:
@@ -111,7 +111,7 @@ def restore_aliases(
     ``restore`` holds the aliases as they were before this deploy moved them (the manual
     ``deploy`` DAG); then ``previous_champion`` goes back too.
     """
-    from dslc import registry
+    from dslc.model import registry
 
     champion, prev_alias = _champion_state(c, name)
     if champion != failed:
@@ -181,8 +181,8 @@ def deploy(
         ``champion`` must already point at ``version``.
     Raises :class:`DeployError` (after rolling back) when the deploy fails.
     """
-    from dslc import registry
     from dslc.deploy import records, smoke
+    from dslc.model import registry
     from dslc.settings import get_settings
 
     settings = get_settings()

@@ -75,7 +75,7 @@ def render(template: str, values: dict[str, Any]) -> dict[str, Any]:
     """Load ``include/dslc/k8s/<template>`` and fill its ``${...}`` placeholders."""
     import yaml
 
-    text = resources.files("dslc").joinpath("k8s", template).read_text(encoding="utf-8")
+    text = resources.files("dslc.deploy").joinpath("k8s", template).read_text(encoding="utf-8")
     loaded = yaml.safe_load(text)
     missing = {m for m in _PLACEHOLDER.findall(text) if m not in values}
     if missing:

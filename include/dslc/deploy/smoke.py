@@ -3,7 +3,7 @@
 The rows come from the holdout of the version's own training split (its ``dslc.split`` tag
 names the split manifest in the lake), sampled evenly across the holdout days so the same
 version always gets the same rows. Offline, the version is loaded from the registry the way
-the service loads it (:func:`dslc.registry.load_version`) and scored with
+the service loads it (:func:`dslc.model.registry.load_version`) and scored with
 ``pipeline.predict_proba(training.features_of(df))[:, 1]``. The service must answer every row
 with the version being deployed and a probability within :data:`TOLERANCE` of the offline one.
 """
@@ -52,7 +52,7 @@ def holdout_sample(lake: Lake, split_uri: str, rows: int) -> pd.DataFrame:
     """``rows`` holdout rows of the split, evenly spaced over the holdout (deterministic)."""
     import numpy as np
 
-    from dslc import training
+    from dslc.model import training
 
     split = training.read_split(lake, split_key(lake, split_uri))
     try:
@@ -74,8 +74,8 @@ def holdout_sample(lake: Lake, split_uri: str, rows: int) -> pd.DataFrame:
 
 def records_of(df: pd.DataFrame) -> list[dict[str, Any]]:
     """``/predict`` records: the model features (NaN -> null) plus ``ds`` and ``flight``."""
-    from dslc import training
-    from dslc.datasets import FEATURES
+    from dslc.model import training
+    from dslc.usecases.flights.datasets import FEATURES
 
     feats = training.features_of(df)
     numeric = set(FEATURES.numeric)
@@ -160,7 +160,7 @@ def smoke_test(
     """Holdout rows online vs offline; returns the result, raises SmokeTestError if it fails."""
     import httpx
 
-    from dslc import registry, training
+    from dslc.model import registry, training
     from dslc.settings import get_settings
 
     c = registry.client(tracking_uri)

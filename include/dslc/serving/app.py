@@ -85,7 +85,7 @@ def self_test(pipeline: Any, predictor: Any, columns: dict[str, list[Any]]) -> N
     import numpy as np
     import pandas as pd
 
-    from dslc.training import features_of
+    from dslc.model.training import features_of
 
     n = len(next(iter(columns.values())))
     got = np.asarray(predictor.predict_proba(columns), dtype=np.float64)
@@ -104,7 +104,7 @@ def served_model_from_dir(
     path: Path, name: str, version: str, info: dict[str, Any] | None = None
 ) -> ServedModel:
     """Load a downloaded MLflow model directory (skops, trusted types), compile and self-test it."""
-    from dslc.registry import load_local_model
+    from dslc.model.registry import load_local_model
     from dslc.serving.predictor import compile_model
 
     schema = InputSchema.from_model_dir(path)
@@ -128,7 +128,7 @@ def load_served_model(name: str, version: str, tracking_uri: str | None = None) 
     """Download version ``name``/``version`` from the registry once and make it servable."""
     import mlflow.artifacts
 
-    from dslc import registry
+    from dslc.model import registry
 
     uri = registry.resolve_tracking_uri(tracking_uri)
     c = registry.client(uri)
@@ -143,7 +143,7 @@ def load_served_model(name: str, version: str, tracking_uri: str | None = None) 
 
 def resolve_version(model_uri: str, tracking_uri: str | None = None) -> str:
     """The registered version a model URI names, checked to exist (RegistryError if not)."""
-    from dslc import registry
+    from dslc.model import registry
 
     name, version = registry.resolve_model_uri(model_uri, tracking_uri)
     registry.get_version(registry.client(tracking_uri), name, version)
@@ -398,7 +398,7 @@ class Service:
             delay = min(delay * 2, 60.0)
 
     async def _load(self, state: dict[str, Any]) -> None:
-        from dslc import registry
+        from dslc.model import registry
 
         uri = self.settings.mlflow_url
         try:
@@ -732,7 +732,7 @@ def _admin_routes(app: FastAPI, service: Service) -> None:
 
 
 async def _admin_load(service: Service, body: LoadRequest) -> Response:
-    from dslc import registry
+    from dslc.model import registry
 
     if (body.version is None) == (body.uri is None):
         raise HTTPException(422, 'send exactly one of {"version": "4"} or {"uri": "models:/..."}')

@@ -302,13 +302,13 @@ def _outer_layout(prep: Any) -> tuple[list[str], dict[str, dict[Any, float]]]:
 
 
 def compile_model(pipeline: Pipeline) -> Predictor:
-    """Compile a fitted ``dslc.training.build_pipeline`` pipeline for fast serving."""
+    """Compile a fitted ``dslc.model.training.build_pipeline`` pipeline for fast serving."""
     import numpy as np
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.utils.validation import check_is_fitted
 
-    from dslc.training import MODEL_FEATURES
+    from dslc.model.training import MODEL_FEATURES
 
     steps = dict(pipeline.named_steps) if hasattr(pipeline, "named_steps") else {}
     prep, model = steps.get("prep"), steps.get("model")

@@ -87,7 +87,7 @@ class PredictionLog:
         if flush_seconds <= 0 or max_rows < 1:
             raise ValueError("flush_seconds must be > 0 and max_rows >= 1")
         if categorical is None:
-            from dslc.datasets import FEATURES
+            from dslc.usecases.flights.datasets import FEATURES
 
             categorical = FEATURES.categorical
         self.lake = lake
@@ -336,7 +336,7 @@ def write_atomic(lake: Lake, data: bytes, *parts: str) -> None:
 def log_columns(features: list[str] | None = None) -> list[str]:
     """The prediction log's columns, in order."""
     if features is None:
-        from dslc.training import MODEL_FEATURES
+        from dslc.model.training import MODEL_FEATURES
 
         features = list(MODEL_FEATURES)
     return [

@@ -1,11 +1,11 @@
 """What ``POST /predict`` accepts: the model signature's columns, checked record by record.
 
 The columns and their types come from the version's ``MLmodel`` signature (``signature.inputs``);
-what a value may be (null or not, its range, whole numbers) comes from the dataset description
-in :mod:`dslc.datasets`, the same place ingest validates against. Validation is hand-rolled
-for speed: one pass over the records that appends each checked value straight to its column
-list, which is what the predictor and the prediction log consume. Every problem is reported
-with the record index and the field, FastAPI-style (``{"loc": ["body", i, field], ...}``).
+what a value may be (null or not, its range, whole numbers) comes from the use case's feature
+descriptions, derived from the same dataset descriptions ingest validates against. Validation is
+hand-rolled for speed: one pass over the records that appends each checked value straight to its
+column list, which is what the predictor and the prediction log consume. Every problem is
+reported with the record index and the field, FastAPI-style (``{"loc": ["body", i, field]}``).
 
 Categorical values are not checked against the categories seen in training: the model maps an
 unseen carrier or destination to "missing", and the drift monitor should see such values in the
@@ -74,8 +74,8 @@ class FieldSpec:
 
 def feature_specs() -> dict[str, FieldSpec]:
     """What each model feature may hold, from the flights and weather dataset descriptions."""
-    from dslc.datasets import FEATURES, FLIGHTS, WEATHER
-    from dslc.features import WEATHER_FEATURES
+    from dslc.data.features import WEATHER_FEATURES
+    from dslc.usecases.flights.datasets import FEATURES, FLIGHTS, WEATHER
 
     specs = {name: FieldSpec(name, "str") for name in FEATURES.categorical}
     dist = FLIGHTS.column("distance")
@@ -298,11 +298,13 @@ class InputSchema:
     # -- construction --------------------------------------------------------------------
     @classmethod
     def default(cls) -> InputSchema:
-        """The schema of any ``dslc.training`` model: MODEL_FEATURES with their dataset specs."""
-        from dslc.training import MODEL_FEATURES
+        """The schema of the use case's model: its features with their dataset specs."""
+        from dslc.model.training import MODEL_FEATURES
 
         specs = feature_specs()
-        return cls([specs[name] for name in MODEL_FEATURES], source="dslc.datasets")
+        return cls(
+            [specs[name] for name in MODEL_FEATURES], source="dslc.usecases.flights.datasets"
+        )
 
     @classmethod
     def from_signature(cls, inputs: list[dict[str, Any]], source: str = "") -> InputSchema:
@@ -535,7 +537,7 @@ class InputSchema:
 
     def sample(self) -> dict[str, list[Any]]:
         """Two plausible rows (the second with every nullable value null), for a self-test."""
-        from dslc.datasets import CARRIERS, DESTS, ORIGINS
+        from dslc.usecases.flights.datasets import CARRIERS, DESTS, ORIGINS
 
         cats = {"carrier": min(CARRIERS), "origin": min(ORIGINS), "dest": min(DESTS)}
         out: dict[str, list[Any]] = {}

@@ -4,8 +4,9 @@ Per numeric feature: quantile bin edges, the share of non-missing rows in each b
 missing rate. Per categorical feature: the frequencies (among non-missing rows) of its most
 common categories plus an ``__other__`` bucket, the missing rate, and every category seen (up
 to :data:`MAX_SEEN`) so a batch's unseen categories can be told from the reference's rare ones.
-The profile is plain JSON, logged with the model version; :mod:`dslc.drift` scores a batch on
-the same bins with :func:`numeric_counts` / :func:`categorical_counts`, one pass per column.
+The profile is plain JSON, logged with the model version; :mod:`dslc.monitoring.drift` scores
+a batch on the same bins with :func:`numeric_counts` / :func:`categorical_counts`, one pass per
+column.
 
 Fitting is one pass per column too. Numeric edges are quantiles of a fixed-seed sample of
 :data:`SAMPLE_ROWS` rows (all rows when there are fewer), the counts are exact on every row.

@@ -13,8 +13,8 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dslc.datasets import Dataset, get_dataset
 from dslc.lake import Lake, day
+from dslc.usecases.flights.datasets import Dataset, get_dataset
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,7 +122,7 @@ def _wrong_day_rows(df: pd.DataFrame, dataset: Dataset, ds: str) -> int:
 
 def check(lake: Lake, dataset_name: str, ds: str) -> tuple[dict[str, Any], str, pd.DataFrame]:
     """Validate the staged day and save the result; returns (result, message, frame)."""
-    from dslc import validation
+    from dslc.data import validation
 
     ds = day(ds)
     dataset = get_dataset(dataset_name)
@@ -159,7 +159,7 @@ def publish_raw(lake: Lake, dataset_name: str, ds: str, df: pd.DataFrame) -> dic
 
 def build_features(lake: Lake, ds: str, dataset_name: str = PRIMARY) -> dict[str, Any]:
     """Join the day's raw flights with weather and publish ``features/<dataset>/ds=...``."""
-    from dslc import features
+    from dslc.data import features
 
     ds = day(ds)
     flights = lake.read_partition(Lake.partition("raw", dataset_name, ds))

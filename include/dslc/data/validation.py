@@ -1,7 +1,7 @@
 """Validate a landed day with Great Expectations before anything is published.
 
-The expectation suite is *generated* from the dataset description (:mod:`dslc.datasets`), so
-what is checked is reviewable code derived from the one description:
+The expectation suite is *generated* from the dataset description (:class:`dslc.usecase.Dataset`),
+so what is checked is reviewable code derived from the one description:
 
 * table: the columns match the expected set exactly; 1 <= rows <= ``max_rows_per_day``;
 * per column: it exists; its pandas dtype fits its kind; required columns have no nulls;
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import great_expectations as gx
     import pandas as pd
 
-    from dslc.datasets import Column, Dataset
+    from dslc.usecases.flights.datasets import Column, Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -548,7 +548,7 @@ def build_suite(dataset: Dataset) -> gx.ExpectationSuite:
     suite: gx.ExpectationSuite = gxm.ExpectationSuite(
         name=f"dslc.{dataset.name}",
         expectations=[e.copy(deep=True) for e in _gx_expectations(dataset)],
-        meta={"dataset": dataset.name, "generated_by": "dslc.validation.build_suite"},
+        meta={"dataset": dataset.name, "generated_by": "dslc.data.validation.build_suite"},
     )
     return suite
 

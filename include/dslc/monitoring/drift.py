@@ -1,6 +1,6 @@
 """Drift scoring and the retrain decision (DESIGN.md section 6), on a fitted reference profile.
 
-:func:`score` bins a batch on the reference's own bins (:mod:`dslc.drift_profile`, fitted at
+:func:`score` bins a batch on the reference's own bins (:mod:`dslc.model.profile`, fitted at
 registration) in one vectorised pass per column and returns effect sizes per feature;
 :func:`feature_verdicts`, :func:`dataset_verdict`, :func:`performance` and :func:`decide` turn
 them into a decision under a :class:`Policy`. Everything here is pure: no I/O, no Airflow.
@@ -146,7 +146,7 @@ def _numeric_labels(edges: Sequence[float]) -> list[str]:
 
 
 def _score_numeric(fp: Mapping[str, Any], values: pd.Series) -> dict[str, Any]:
-    from dslc.drift_profile import numeric_counts
+    from dslc.model.profile import numeric_counts
 
     counts, missing = numeric_counts(fp, values)
     rows = len(values)
@@ -170,7 +170,7 @@ def _score_numeric(fp: Mapping[str, Any], values: pd.Series) -> dict[str, Any]:
 
 
 def _score_categorical(fp: Mapping[str, Any], values: pd.Series) -> dict[str, Any]:
-    from dslc.drift_profile import categorical_counts
+    from dslc.model.profile import categorical_counts
 
     labels = list(fp["freq"])
     ref = [float(fp["freq"][k]) for k in labels]
@@ -210,7 +210,7 @@ def score(profile: Mapping[str, Any], df: pd.DataFrame) -> dict[str, dict[str, A
     ``cur_freq`` and ``bins`` (labels). ``psi``/``js``/... are None when the batch has no
     non-missing value of the feature (``missing_delta`` then says so).
     """
-    from dslc.drift_profile import check_profile
+    from dslc.model.profile import check_profile
 
     profile = check_profile(profile)
     missing = [c for c in profile["features"] if c not in df.columns]

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dslc.datasets import FEATURES
+from dslc.usecases.flights.datasets import FEATURES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -149,7 +149,7 @@ def evaluate(
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Score challenger and champion on the holdout; log both to the run; return a summary."""
-    from dslc import registry, training
+    from dslc.model import registry, training
 
     split = training.read_split(lake, split_path)
     holdout = training.load_frame(lake, split, "holdout")

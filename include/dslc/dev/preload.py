@@ -6,7 +6,7 @@ the scheduler, before its executor forks the workers, saves every task those imp
 (Great Expectations alone costs 3-7 s a process here). DAG parsing is unaffected: the
 dag-processor is started without this, and DAG files still import nothing heavy.
 
-Usage: ``python -m dslc.preload scheduler`` (any ``airflow`` sub-command).
+Usage: ``python -m dslc.dev.preload scheduler`` (any ``airflow`` sub-command).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> dict[str, float]:
         try:
             importlib.import_module(name)
         except ImportError as e:  # pragma: no cover - only on a broken install
-            print(f"dslc.preload: skipping {name}: {e}", file=sys.stderr)
+            print(f"dslc.dev.preload: skipping {name}: {e}", file=sys.stderr)
             continue
         took[name] = round(time.perf_counter() - start, 3)
     return took
@@ -48,7 +48,7 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> dict[str, float]:
 def main() -> None:
     """Preload, then hand over to Airflow's own command line."""
     took = preload()
-    print(f"dslc.preload: imported {took} before starting airflow", file=sys.stderr)
+    print(f"dslc.dev.preload: imported {took} before starting airflow", file=sys.stderr)
     from airflow.__main__ import main as airflow_main
 
     sys.argv = ["airflow", *sys.argv[1:]]

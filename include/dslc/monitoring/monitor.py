@@ -2,7 +2,7 @@
 
 Plain Python under the ``drift_monitor`` DAG (no Airflow here: the DAG passes in the few facts
 only Airflow knows, such as how many ``train`` runs are in flight). The statistics and the
-policy are :mod:`dslc.drift`; this module does the I/O around them:
+policy are :mod:`dslc.monitoring.drift`; this module does the I/O around them:
 
 * :func:`champion`: the champion version, its reference profile and holdout metrics (MLflow);
 * :func:`compute`: the window's features scored against the profile, the champion's logged
@@ -29,14 +29,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dslc.datasets import FEATURES
 from dslc.lake import Lake, day
+from dslc.usecases.flights.datasets import FEATURES
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from dslc.drift import Policy
+    from dslc.monitoring.drift import Policy
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Champion:
 
 def champion(name: str, tracking_uri: str | None = None) -> Champion | None:
     """The champion with its reference profile and holdout metrics; None if there is none."""
-    from dslc import registry
+    from dslc.model import registry
 
     uri = registry.resolve_tracking_uri(tracking_uri)
     c = registry.client(uri)
@@ -194,14 +194,14 @@ def verdict_history(
     today: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """The dataset verdicts of the ``persistence`` windows ending at ``ds``, ``ds - 1``, ...
-    (oldest first), for :func:`dslc.drift.decide`.
+    (oldest first), for :func:`dslc.monitoring.drift.decide`.
 
     Earlier windows are scored again here, from their features, against this champion and
     policy (not read from earlier reports): the decision is then the same whatever order the
     days run in (a backfill, a re-run) and a new champion does not inherit its predecessor's
     verdicts. A window without published features counts as not drifted.
     """
-    from dslc import drift
+    from dslc.monitoring import drift
 
     last = dt.date.fromisoformat(day(ds))
     out: list[dict[str, Any]] = []
@@ -293,7 +293,7 @@ def join_labels(
 def _performance(
     lake: Lake, champ: Champion, days: list[str], features: pd.DataFrame, policy: Policy
 ) -> dict[str, Any]:
-    from dslc import drift
+    from dslc.monitoring import drift
 
     preds = load_predictions(lake, champ.name, days)
     if preds is None:
@@ -320,7 +320,7 @@ def compute(
     dataset: str = "flights",
 ) -> dict[str, Any]:
     """Score the window ending at ``ds`` against the champion; write and return the report."""
-    from dslc import drift
+    from dslc.monitoring import drift
 
     days = window_days(ds, window)
     # The window and the ones before it that the persistence rule looks at, each read once.
@@ -445,7 +445,7 @@ def cooldown_blocker(
     Both directions count: re-running an earlier day after a later one triggered must not
     trigger again within the cooldown either.
     """
-    from dslc.drift import cooldown_ok
+    from dslc.monitoring.drift import cooldown_ok
 
     today = dt.date.fromisoformat(day(ds))
     before = [r for r in records if r["ds"] <= day(ds)]
@@ -626,7 +626,7 @@ def log_to_mlflow(
     """
     from mlflow.entities import Metric
 
-    from dslc import registry
+    from dslc.model import registry
 
     name, version = report["reference"]["model"], str(report["reference"]["version"])
     ds = report["ds"]

@@ -1,14 +1,15 @@
 """Build the feature table of one day: the label and the features known before departure.
 
-Pure functions over DataFrames; the lake I/O is in :mod:`dslc.ingest`. See
-:mod:`dslc.datasets` for the label definition and the columns that must never be features.
+Pure functions over DataFrames; the lake I/O is in :mod:`dslc.data.ingest`. See
+:mod:`dslc.usecases.flights.datasets` for the label definition and the columns that must
+never be features.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dslc.datasets import FEATURES, LATE_THRESHOLD_MINUTES, LEAKY_COLUMNS
+from dslc.usecases.flights.datasets import FEATURES, LATE_THRESHOLD_MINUTES, LEAKY_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -330,13 +330,13 @@ def _argv(settings: Settings, name: str) -> list[str]:
         ]
     if name == "scheduler":
         # The executor forks task processes from the scheduler's workers: start them warm.
-        return [_executable("python"), "-m", "dslc.preload", "scheduler"]
+        return [_executable("python"), "-m", "dslc.dev.preload", "scheduler"]
     return [_executable("airflow"), name]
 
 
 def _serving_model(settings: Settings) -> str:
     """The champion's version, pinned (``models:/<name>/<v>``), or ``none`` if there is none."""
-    from dslc import registry
+    from dslc.model import registry
 
     try:
         c = registry.client(settings.mlflow_url)

@@ -9,7 +9,7 @@ Rules kept here so nothing else needs to know them:
 * aliases (``champion``, ``previous_champion``), never stages; promotion is a compare-and-swap
   against the champion the challenger was evaluated against;
 * models are saved with skops and loaded with *our* trusted-types list
-  (:data:`dslc.training.SKOPS_TRUSTED_TYPES`), not the list stored in the artifact, so a
+  (:data:`dslc.model.training.SKOPS_TRUSTED_TYPES`), not the list stored in the artifact, so a
   tampered artifact cannot widen what gets deserialised.
 """
 
@@ -216,7 +216,7 @@ def save_model(pipeline: Pipeline, path: Path, input_example: pd.DataFrame) -> N
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from dslc.training import SKOPS_TRUSTED_TYPES
+    from dslc.model.training import SKOPS_TRUSTED_TYPES
 
     signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
     mlflow.sklearn.save_model(
@@ -291,7 +291,7 @@ def load_local_model(path: Path) -> Any:
     import skops.io
     import yaml
 
-    from dslc.training import SKOPS_TRUSTED_TYPES
+    from dslc.model.training import SKOPS_TRUSTED_TYPES
 
     try:
         flavor = yaml.safe_load((path / "MLmodel").read_text())["flavors"]["sklearn"]
@@ -495,8 +495,8 @@ def feature_importance(pipeline: Any, valid: pd.DataFrame, rows: int = 2_000) ->
     """
     from sklearn.inspection import permutation_importance
 
-    from dslc import training
-    from dslc.datasets import FEATURES
+    from dslc.model import training
+    from dslc.usecases.flights.datasets import FEATURES
 
     sample = valid.sample(n=min(rows, len(valid)), random_state=0) if len(valid) else valid
     y = sample[FEATURES.label].to_numpy()
@@ -529,8 +529,9 @@ def register(
 ) -> dict[str, Any]:
     """Register the run's model as a new version (once per run) with lineage tags and the
     drift reference profile fitted on its training rows."""
-    from dslc import drift_profile, training
-    from dslc.datasets import FEATURES
+    from dslc.model import profile as drift_profile
+    from dslc.model import training
+    from dslc.usecases.flights.datasets import FEATURES
 
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
@@ -622,7 +623,7 @@ def promote(
 ) -> dict[str, Any]:
     """Apply the gate; on pass move ``champion`` (CAS on the evaluated champion) and keep
     ``previous_champion``; on reject tag the version with why. Returns the decision."""
-    from dslc.evaluation import decide
+    from dslc.model.evaluation import decide
 
     decision = decide(evaluation, tolerance=tolerance, floor=floor, force=force)
     expected = evaluation.get("champion_version")

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from dslc.dev.stack import CliError, reported
 from dslc.settings import Settings, get_settings
-from dslc.stack import CliError, reported
 
 if TYPE_CHECKING:
     import httpx
@@ -195,7 +195,7 @@ class AirflowClient:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> AirflowClient:
-        from dslc.stack import StackError, admin_password
+        from dslc.dev.stack import StackError, admin_password
 
         settings = settings or get_settings()
         try:

@@ -26,7 +26,7 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 180.0,
 ) -> None:
     """Start the embedded stack (Airflow + MLflow) in the background; idempotent."""
-    from dslc import stack
+    from dslc.dev import stack
 
     stack.up(timeout=timeout)
 
@@ -34,7 +34,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop what `dslc up` started (and only that)."""
-    from dslc import stack
+    from dslc.dev import stack
 
     stack.down()
 
@@ -42,7 +42,7 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """Show each service of the embedded stack: pid, address, health."""
-    from dslc import stack
+    from dslc.dev import stack
 
     raise typer.Exit(stack.status())
 
@@ -54,7 +54,7 @@ def replay(
     dataset: Annotated[str, typer.Option(help="Dataset to replay.")] = "flights",
 ) -> None:
     """Play the upstream system: land each day's CSV files under landing/ in the lake."""
-    from dslc import sources
+    from dslc.data import sources
 
     first, last = _date(start), _date(end)
     if last < first:
@@ -81,7 +81,7 @@ def backfill(
     ] = None,
 ) -> None:
     """Start a backfill through Airflow's REST API and follow its progress."""
-    from dslc import airflow_api
+    from dslc.dev import airflow_api
 
     first, last = _date(start), _date(end)
     if last < first:

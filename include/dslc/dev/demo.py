@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dslc.airflow_api import AirflowClient
+    from dslc.dev.airflow_api import AirflowClient
     from dslc.lake import Lake
     from dslc.settings import Settings
 
@@ -77,7 +77,7 @@ def _records(lake: Lake, ds: str) -> list[dict[str, Any]]:
     import math
 
     from dslc.lake import Lake
-    from dslc.training import MODEL_FEATURES
+    from dslc.model.training import MODEL_FEATURES
 
     df = lake.read_partition(Lake.partition("features", "flights", ds))
     cols = [*MODEL_FEATURES, "flight"]
@@ -166,7 +166,7 @@ def score_days(settings: Settings, lake: Lake, days: list[dt.date]) -> dict[str,
 
 def models() -> str:
     """The registered versions with aliases, window, holdout AUC, trigger and decision."""
-    from dslc import registry
+    from dslc.model import registry
     from dslc.settings import get_settings
 
     settings = get_settings()
@@ -230,7 +230,7 @@ def drift_events(lake: Lake, first: dt.date, last: dt.date) -> tuple[str, str | 
 
 def retraining_runs(client: AirflowClient) -> str:
     """`train` runs with their trigger reason and outcome."""
-    from dslc import registry
+    from dslc.model import registry
     from dslc.settings import get_settings
 
     settings = get_settings()
@@ -285,9 +285,11 @@ def _wait_train_idle(client: AirflowClient, timeout: float = 1800.0) -> None:
 
 
 def main() -> int:
-    from dslc import airflow_api, registry, sources, stack
-    from dslc.airflow_api import AirflowClient
+    from dslc.data import sources
+    from dslc.dev import airflow_api, stack
+    from dslc.dev.airflow_api import AirflowClient
     from dslc.lake import get_lake
+    from dslc.model import registry
     from dslc.settings import get_settings
 
     settings = get_settings()

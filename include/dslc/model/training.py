@@ -3,7 +3,7 @@
 ``assemble`` reads only published feature partitions and writes a split manifest to the lake
 (``training/<dataset>/run=<id>/split.json``) naming each partition with its content hash and
 split; ``train`` reads exactly those partitions back (refusing any whose hash changed), fits a
-seeded pipeline and hands the MLflow side to :mod:`dslc.registry`. The same window and params
+seeded pipeline and hands the MLflow side to :mod:`dslc.model.registry`. The same window and params
 give the same model and metrics.
 """
 
@@ -18,8 +18,8 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from dslc.datasets import FEATURES
 from dslc.lake import Lake, day
+from dslc.usecases.flights.datasets import FEATURES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -311,7 +311,7 @@ def train(
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Fit on the split's train rows and log the run (idempotent per DAG run id)."""
-    from dslc import evaluation, registry
+    from dslc.model import evaluation, registry
 
     split = read_split(lake, split_path)
     t0 = time.perf_counter()
@@ -369,7 +369,7 @@ def lineage(
     drifted: list[str] | None = None,
 ) -> dict[str, str]:
     """The tags that say where a model came from and why it was trained."""
-    from dslc.registry import git_sha
+    from dslc.model.registry import git_sha
 
     out = {
         "dslc.git_sha": git_sha(),

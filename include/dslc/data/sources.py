@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dslc.datasets import get_dataset
+from dslc.usecases.flights.datasets import get_dataset
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,0 +1,1 @@
+"""NYC flights 2013: the default use case."""
