@@ -252,8 +252,9 @@ def predictor_timings(pipeline: Any, frame: Any) -> dict[str, Any]:
     """Per-call seconds of the compiled predictor vs ``pipeline.predict_proba``, 1 and 100 rows."""
     from threadpoolctl import threadpool_limits
 
-    from dslc.model.training import MODEL_FEATURES, features_of
+    from dslc.model.spec import features_of
     from dslc.serving.predictor import compile_model
+    from dslc.usecases.flights.model import MODEL_FEATURES
     from tests.integration.serving_server import records_of
 
     t = time.perf_counter()
@@ -287,7 +288,7 @@ def check_predictions(
     """
     import numpy as np
 
-    from dslc.model.training import features_of
+    from dslc.model.spec import features_of
 
     frame = models.holdout.head(n)
     want = pipeline.predict_proba(features_of(frame))[:, 1]

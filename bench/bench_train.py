@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dslc.model.spec import features_of
+from dslc.model.split import load_frame, read_split
+
 TARGET_SHARE = 0.10
 
 
@@ -113,10 +116,10 @@ def _save_formats(lake: Any, assembled: dict[str, Any]) -> dict[str, float]:
 
     from dslc.model import registry, training
 
-    split = training.read_split(lake, assembled["split"])
-    train = training.load_frame(lake, split, "train")
+    split = read_split(lake, assembled["split"])
+    train = load_frame(lake, split, "train")
     pipe = training.fit(train, training.TrainParams(**assembled["config"]["train"]))
-    example = training.features_of(train.head(5))
+    example = features_of(train.head(5))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

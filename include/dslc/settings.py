@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,7 +36,14 @@ class Settings(BaseSettings):
         default=None,
         description="Airflow connection id used for an s3:// lake (amazon provider 'aws' type).",
     )
-    dataset: str = Field(default="flights", description="The dataset the DAGs process.")
+    usecase: str = Field(
+        default="flights",
+        description="The use case: a package under dslc.usecases or a module path "
+        "defining USECASE.",
+    )
+    dataset: str = Field(
+        default="", description="The dataset the DAGs process (default: the use case's primary)."
+    )
 
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
@@ -56,7 +63,9 @@ class Settings(BaseSettings):
     )
 
     # -- training (the `train` DAG) ---------------------------------------------------------
-    model_name: str = Field(default="flights_late", description="Registered model in MLflow.")
+    model_name: str = Field(
+        default="", description="Registered model in MLflow (default: the use case's)."
+    )
     mlflow_experiment: str = Field(default="dslc-train", description="MLflow experiment name.")
     train_window_days: int = Field(default=60, ge=1, description="Default training window.")
     train_min_days: int = Field(
@@ -156,6 +165,16 @@ class Settings(BaseSettings):
                 "s3://bucket/prefix"
             )
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _usecase_defaults(self) -> Settings:
+        if not self.dataset or not self.model_name:
+            from dslc.usecase import load_usecase
+
+            usecase = load_usecase(self.usecase)
+            self.dataset = self.dataset or usecase.primary.name
+            self.model_name = self.model_name or usecase.model_name
+        return self
 
     @property
     def state_dir(self) -> Path:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dslc.model.spec import features_of
 from tests.support import free_port, stop_process_group
 
 if TYPE_CHECKING:
@@ -181,15 +182,15 @@ def day_features(day: dt.date) -> pd.DataFrame:
     """One day's feature rows, built from the package data by the real ingest functions."""
     import pandas as pd
 
-    from dslc.data import features, ingest, sources
-    from dslc.usecases.flights.datasets import get_dataset
+    from dslc.data import features, ingest
+    from dslc.usecases.flights import USECASE, source
 
     frames = {}
     for name in ("flights", "weather"):
-        data = sources.day_csv(name, day)
+        data = source.day_csv(name, day)
         assert data is not None, f"no {name} rows on {day}"
-        frames[name] = ingest.typed(pd.read_csv(io.BytesIO(data)), get_dataset(name))
-    return features.build(frames["flights"], frames["weather"], day.isoformat())
+        frames[name] = ingest.typed(pd.read_csv(io.BytesIO(data)), USECASE.dataset(name))
+    return features.build(frames, day.isoformat(), USECASE)
 
 
 def feature_frame(first: str, last: str) -> pd.DataFrame:
@@ -205,7 +206,7 @@ def records_of(frame: pd.DataFrame, *, with_keys: bool = False) -> list[dict[str
     """Feature rows as /predict records (None for missing values)."""
     import math
 
-    from dslc.model.training import MODEL_FEATURES
+    from dslc.usecases.flights.model import MODEL_FEATURES
 
     cols = [*MODEL_FEATURES, *(["ds", "flight"] if with_keys else [])]
     out = []
@@ -289,13 +290,13 @@ def _register(
     with contextlib.suppress(MlflowException):
         c.create_registered_model(name)
     out = RegisteredModels(tracking_uri, name, [], None, holdout)
-    example = training.features_of(train.head(5))
+    example = features_of(train.head(5))
     pipe = None
     for p in params:
         pipe = training.fit(train, training.TrainParams(**p))
         version = _log_version(c, exp_id, name, pipe, example)
         out.versions.append(version)
-        out.offline[version] = pipe.predict_proba(training.features_of(holdout))[:, 1]
+        out.offline[version] = pipe.predict_proba(features_of(holdout))[:, 1]
     if corrupt and pipe is not None:
         out.corrupt_version = _log_version(c, exp_id, name, pipe, example, corrupt=True)
     return out

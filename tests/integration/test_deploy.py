@@ -29,7 +29,9 @@ from dslc import deploy
 from dslc.deploy import records
 from dslc.deploy.local import LocalTarget
 from dslc.lake import Lake
-from dslc.model import registry, training
+from dslc.model import registry
+from dslc.model.spec import features_of
+from dslc.model.split import load_frame, read_split
 from tests.integration.conftest import ROOT, TRAIN_LAST_DAY
 from tests.integration.serving_server import ServingServer, serving_server
 from tests.support import dslc_env, train_and_register
@@ -96,8 +98,8 @@ def models(feature_lake: Lake, mlflow_server, tmp_path_factory) -> Models:
         split_uri = c.get_model_version(name, out.good[0]).tags["dslc.split"]
         pipe1 = registry.load_version(name, out.good[0])
         pipe2 = registry.load_version(name, out.good[1])
-        split = training.read_split(feature_lake, split_uri.split(feature_lake.uri() + "/")[1])
-        example = training.features_of(training.load_frame(feature_lake, split, "train").head(5))
+        split = read_split(feature_lake, split_uri.split(feature_lake.uri() + "/")[1])
+        example = features_of(load_frame(feature_lake, split, "train").head(5))
         out.corrupt, _ = _register_copy(
             c, name, _save(pipe1, example, work / "corrupt", corrupt=True), split_uri
         )

@@ -22,6 +22,8 @@ import pandas as pd
 import pytest
 
 from dslc.lake import Lake
+from dslc.model.spec import features_of
+from dslc.model.split import load_frame, read_split
 from dslc.monitoring import monitor as dm
 from tests.integration.conftest import ROOT, TRAIN_LAST_DAY
 from tests.support import dslc_env, train_and_register
@@ -37,7 +39,7 @@ DEFAULT_CONF = {"window_days": 1, "retrain": None, "persistence": 2, "cooldown_d
 def champion(feature_lake: Lake, mlflow_server) -> dict[str, Any]:
     """A champion (version 1 of a fresh model) trained on 2013-01-01..21 through the same
     functions the train DAG calls; returns its name, version and training rows."""
-    from dslc.model import registry, training
+    from dslc.model import registry
 
     name = f"flights_late_drift_{uuid.uuid4().hex[:8]}"
     with dslc_env(
@@ -54,8 +56,8 @@ def champion(feature_lake: Lake, mlflow_server) -> dict[str, Any]:
             promote=True,
         )
         version = made["version"]
-        split = training.read_split(feature_lake, made["split"])
-        rows = training.load_frame(feature_lake, split, "train")
+        split = read_split(feature_lake, made["split"])
+        rows = load_frame(feature_lake, split, "train")
         model = registry.load_version(name, version)
     return {"name": name, "version": version, "rows": rows, "model": model}
 
@@ -159,9 +161,8 @@ def test_stable_day_waits_for_features_reports_and_does_not_trigger(
     # The serving log of the day: the champion's own answers for those flights.
     log_rows = day.loc[:, ["ds", "carrier", "flight", "origin"]].copy()
     from dslc.lake import parquet_bytes
-    from dslc.model import training
 
-    log_rows["probability"] = champion["model"].predict_proba(training.features_of(day))[:, 1]
+    log_rows["probability"] = champion["model"].predict_proba(features_of(day))[:, 1]
     log_rows["model_version"] = champion["version"]
     log_rows["request_time"] = pd.Timestamp(f"{STABLE}T08:00", tz="UTC")
     lake.write_bytes(

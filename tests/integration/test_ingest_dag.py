@@ -17,6 +17,7 @@ import pytest
 
 from dslc.data import sources
 from dslc.lake import Lake
+from dslc.usecases.flights import source
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def land(
     sources.replay(lake, day, day, datasets=("weather",))
     key = Lake.partition("landing", "flights", day)
     if raw is None:
-        frame = sources.day_rows("flights", day).copy()
+        frame = source.day_rows("flights", day).copy()
         if edit is not None:
             frame = edit(frame)
         raw = frame.to_csv(index=False).encode()
@@ -83,8 +84,8 @@ def test_good_day_publishes_raw_and_features_idempotently(ingest_dag, lake: Lake
     state, tasks = run_day(ingest_dag, DAY, capfd)
     assert state == "success", tasks
     features = lake.read_partition(Lake.partition("features", "flights", DS))
-    source = sources.day_rows("flights", DAY)
-    assert len(features) == len(source) > 500
+    rows = source.day_rows("flights", DAY)
+    assert len(features) == len(rows) > 500
     assert features["late"].isin([0, 1]).all()
     assert not {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"} & set(features)
     assert features["temp"].notna().mean() > 0.9  # weather joined at origin and hour
@@ -99,7 +100,7 @@ def test_good_day_publishes_raw_and_features_idempotently(ingest_dag, lake: Lake
     assert state == "success", tasks
     assert snapshot(lake, DS) == first
     assert lake.ls(Lake.partition("features", "flights", DS)) == files_before
-    assert len(lake.read_partition(Lake.partition("features", "flights", DS))) == len(source)
+    assert len(lake.read_partition(Lake.partition("features", "flights", DS))) == len(rows)
 
 
 def _drop(col: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
@@ -161,7 +162,7 @@ def test_bad_input_is_quarantined_and_nothing_downstream_changes(
 
 @pytest.mark.parametrize("cut", [0.5, 0.999])
 def test_truncated_file_is_quarantined(cut: float, ingest_dag, lake: Lake, capfd):
-    full = sources.day_csv("flights", DAY)
+    full = source.day_csv("flights", DAY)
     assert full is not None
     land(lake, DAY, raw=full[: int(len(full) * cut)])  # an interrupted upload, cut mid-row
     state, tasks = run_day(ingest_dag, DAY, capfd)

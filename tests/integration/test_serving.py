@@ -19,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dslc.lake import Lake
-from dslc.model.training import MODEL_FEATURES
 from dslc.serving.predlog import read_predictions
+from dslc.usecases.flights.model import MODEL_FEATURES
 from tests.integration.serving_server import (
     HOLDOUT_DAY,
     RegisteredModels,

@@ -171,7 +171,7 @@ def test_pipeline_on_s3_publishes_the_same_features_as_on_file(
 
     assert s3_features["uri"] == f"{s3_lake_url}/features/flights/ds={ds}"
     assert s3_features["rows"] > 0
-    assert s3_features["weather"] is True
+    assert s3_features["secondary"] == {"weather": True}
     assert s3_features["content_hash"] == file_features["content_hash"]
     assert {k: v for k, v in s3_features.items() if k != "uri"} == {
         k: v for k, v in file_features.items() if k != "uri"

@@ -22,6 +22,8 @@ from dslc.deploy import records, smoke
 from dslc.deploy.local import LocalTarget
 from dslc.lake import Lake
 from dslc.model import registry, training
+from dslc.model.spec import features_of
+from dslc.usecases.flights.model import MODEL_FEATURES
 
 MODEL = "flights_late"
 
@@ -569,7 +571,7 @@ def test_records_follow_the_serving_contract(lake):
     df = synthetic_features("2013-01-02", n=40)
     recs = smoke.records_of(df)
     assert len(recs) == 40
-    assert list(recs[0]) == [*training.MODEL_FEATURES, "ds", "flight"]
+    assert list(recs[0]) == [*MODEL_FEATURES, "ds", "flight"]
     nan_rows = [i for i, t in enumerate(df["temp"]) if math.isnan(t)]
     assert nan_rows and all(recs[i]["temp"] is None for i in nan_rows)
     assert all(isinstance(r["distance"], float) and isinstance(r["carrier"], str) for r in recs)
@@ -589,8 +591,8 @@ def _serving_that_answers(pipeline, version: str, shift: float = 0.0):
 
     def handler(request: httpx.Request) -> httpx.Response:
         recs = json.loads(request.content)
-        df = pd.DataFrame(recs).loc[:, training.MODEL_FEATURES]
-        p = pipeline.predict_proba(training.features_of(df.fillna(value=np.nan)))[:, 1] + shift
+        df = pd.DataFrame(recs).loc[:, MODEL_FEATURES]
+        p = pipeline.predict_proba(features_of(df.fillna(value=np.nan)))[:, 1] + shift
         return httpx.Response(
             200,
             json={

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-from dslc.model import evaluation
+from dslc.model import evaluation, gate
+from dslc.usecase import Slice
 
 
 def test_metrics_agree_with_sklearn():
@@ -38,7 +39,7 @@ def test_slices_are_origins_and_top_carriers():
             "late": [0, 1] * 6,
         }
     )
-    names = list(evaluation.slices(df, top_carriers=2))
+    names = list(evaluation.slices(df, [Slice("origin"), Slice("carrier", top=2)]))
     assert names == ["origin=EWR", "origin=JFK", "origin=LGA", "carrier=B6", "carrier=UA"]
 
 
@@ -79,6 +80,6 @@ def _ev(ch: float, champ: float | None, collapsed: list[str] | None = None) -> d
     ],
 )
 def test_the_gate(ev, force, promote, says):
-    d = evaluation.decide(ev, tolerance=0.01, floor=0.6, force=force)
+    d = gate.decide(ev, tolerance=0.01, floor=0.6, force=force)
     assert d.promote is promote
     assert says in d.reason

@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dslc.data import features, ingest, sources
+from dslc.data import features, ingest
+from dslc.usecases.flights import USECASE, source
+from dslc.usecases.flights import features as flight_features
 from dslc.usecases.flights.datasets import FEATURES, FLIGHTS, LEAKY_COLUMNS, WEATHER
 
 
 def _typed(dataset, day: dt.date) -> pd.DataFrame:
     import io
 
-    raw = sources.day_csv(dataset.name, day)
+    raw = source.day_csv(dataset.name, day)
     assert raw is not None
     return ingest.typed(pd.read_csv(io.BytesIO(raw)), dataset)
 
@@ -28,12 +30,12 @@ def day_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_label_is_late_when_delay_at_least_15_or_missing() -> None:
     delays = pd.Series([-5.0, 14.0, 15.0, 120.0, np.nan])
-    assert features.label(delays).tolist() == [0, 0, 1, 1, 1]
+    assert flight_features.label(delays).tolist() == [0, 0, 1, 1, 1]
 
 
 def test_feature_table_has_the_contract_columns_and_no_leaks(day_tables) -> None:
     flights, weather = day_tables
-    table = features.build(flights, weather, "2013-06-27")
+    table = features.build({"flights": flights, "weather": weather}, "2013-06-27", USECASE)
     assert list(table.columns) == FEATURES.columns
     assert not LEAKY_COLUMNS & set(table.columns)
     assert len(table) == len(flights)
@@ -44,7 +46,7 @@ def test_feature_table_has_the_contract_columns_and_no_leaks(day_tables) -> None
 
 def test_weather_joined_at_origin_and_scheduled_hour(day_tables) -> None:
     flights, weather = day_tables
-    table = features.build(flights, weather, "2013-06-27")
+    table = features.build({"flights": flights, "weather": weather}, "2013-06-27", USECASE)
     row = table.iloc[100]
     hour = row["sched_dep_hour"]
     expected = weather[(weather["origin"] == row["origin"]) & (weather["hour"] == hour)]["temp"]
@@ -53,14 +55,18 @@ def test_weather_joined_at_origin_and_scheduled_hour(day_tables) -> None:
 
 def test_build_is_deterministic_whatever_the_input_order(day_tables) -> None:
     flights, weather = day_tables
-    a = features.build(flights, weather, "2013-06-27")
-    b = features.build(flights.sample(frac=1, random_state=1), weather, "2013-06-27")
+    a = features.build({"flights": flights, "weather": weather}, "2013-06-27", USECASE)
+    b = features.build(
+        {"flights": flights.sample(frac=1, random_state=1), "weather": weather},
+        "2013-06-27",
+        USECASE,
+    )
     pd.testing.assert_frame_equal(a, b)
 
 
 def test_missing_weather_gives_nan_features_not_an_error(day_tables) -> None:
     flights, _ = day_tables
-    table = features.build(flights, None, "2013-06-27")
+    table = features.build({"flights": flights, "weather": None}, "2013-06-27", USECASE)
     assert table["temp"].isna().all()
     assert len(table) == len(flights)
 
@@ -73,8 +79,8 @@ def test_wind_glitch_is_dropped() -> None:
             "month": [2],
             "day": [12],
             "hour": [3],
-            **{c: [1.0] for c in features.WEATHER_FEATURES},
+            **{c: [1.0] for c in flight_features.WEATHER_FEATURES},
         }
     )
     w["wind_speed"] = 1048.36
-    assert features.weather_at_origin_hour(w)["wind_speed"].isna().all()
+    assert flight_features.weather_at_origin_hour(w)["wind_speed"].isna().all()

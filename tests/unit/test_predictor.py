@@ -9,9 +9,12 @@ import skops.io
 from threadpoolctl import threadpool_limits
 
 from dslc.model import training
-from dslc.model.training import MODEL_FEATURES, TrainParams, features_of
+from dslc.model.spec import features_of
+from dslc.model.training import TrainParams
 from dslc.serving import predictor as predictor_mod
 from dslc.serving.predictor import ModelLayoutError, compile_model
+from dslc.usecases.flights.model import MODEL_FEATURES
+from dslc.usecases.tabular import GRADIENT_BOOSTING_TRUSTED_TYPES
 
 CARRIERS = ["UA", "B6", "EV", "DL", "AA", "MQ", "WN", "US", "9E", "VX"]
 ORIGINS = ["EWR", "JFK", "LGA"]
@@ -146,7 +149,7 @@ def test_every_category_and_only_unknowns(models: dict[str, object]) -> None:
 def test_skops_round_trip_compiles_the_same(models: dict[str, object]) -> None:
     """A model loaded the way serving loads it (skops, trusted types) gives the same answers."""
     pipe = models["first"]
-    loaded = skops.io.loads(skops.io.dumps(pipe), trusted=training.SKOPS_TRUSTED_TYPES)
+    loaded = skops.io.loads(skops.io.dumps(pipe), trusted=list(GRADIENT_BOOSTING_TRUSTED_TYPES))
     df = frame(50, seed=12, unseen=0.1, missing=0.1)
     want = reference(pipe, df)
     for rows in (1, 50):

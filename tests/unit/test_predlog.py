@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from dslc.lake import Lake
-from dslc.model.training import MODEL_FEATURES
 from dslc.serving.predlog import PredictionLog, log_columns, read_predictions, write_atomic
 from dslc.serving.schema import Batch
+from dslc.usecases.flights.model import MODEL_FEATURES
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from dslc.model import registry, training
+from dslc.model import registry, spec, training
+from dslc.model.spec import features_of
+from dslc.usecases.flights import USECASE
+from dslc.usecases.tabular import GRADIENT_BOOSTING_TRUSTED_TYPES
 from tests.support import free_port
 from tests.unit.test_training import synthetic_features
 
@@ -37,7 +41,7 @@ def test_tracking_uri_comes_from_settings(monkeypatch):
 def pipeline_and_example():
     df = synthetic_features("2013-01-01", n=400)
     pipe = training.fit(df, training.TrainParams(max_iter=5))
-    return pipe, training.features_of(df.head(5))
+    return pipe, features_of(df.head(5))
 
 
 def test_saved_model_loads_with_our_trusted_types_and_pinned_requirements(
@@ -68,7 +72,8 @@ def test_a_model_needing_more_trusted_types_is_refused(
     """The list in our code decides, not the one the artifact carries."""
     pipe, example = pipeline_and_example
     registry.save_model(pipe, tmp_path / "model", example)
-    monkeypatch.setattr(training, "SKOPS_TRUSTED_TYPES", training.SKOPS_TRUSTED_TYPES[:1])
+    one_type = dataclasses.replace(USECASE.model, trusted_types=GRADIENT_BOOSTING_TRUSTED_TYPES[:1])
+    monkeypatch.setattr(spec, "model_spec", lambda: one_type)
     with pytest.raises(Exception, match="Untrusted types"):
         registry.load_local_model(tmp_path / "model")
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import yaml
 
-from dslc.model.training import MODEL_FEATURES
 from dslc.serving.schema import (
     FAST_PATH_MIN_RECORDS,
     InputSchema,
@@ -21,6 +20,7 @@ from dslc.serving.schema import (
     SchemaError,
     read_input_example,
 )
+from dslc.usecases.flights.model import MODEL_FEATURES
 
 GOOD: dict[str, Any] = {
     "carrier": "UA",

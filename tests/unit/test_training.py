@@ -11,7 +11,10 @@ import pytest
 
 from dslc.lake import Lake
 from dslc.model import training
+from dslc.model.spec import features_of
+from dslc.model.split import SPLITS, assemble, load_frame, read_split, resolve_window
 from dslc.usecases.flights.datasets import FEATURES
+from dslc.usecases.tabular import GRADIENT_BOOSTING_TRUSTED_TYPES
 
 FIRST = dt.date(2013, 1, 1)
 
@@ -66,12 +69,13 @@ def _assemble(lake: Lake, **kw):
         "dag_run_id": "manual__1",
         "window_end": "2013-01-20",
         "window_days": 20,
-        "params": training.TrainParams(valid_days=2, holdout_days=3),
+        "valid_days": 2,
+        "holdout_days": 3,
         "min_days": 5,
         "min_rows": 500,
     }
     args.update(kw)
-    return training.assemble(lake, **args)
+    return assemble(lake, **args)
 
 
 def test_split_is_by_date_and_the_manifest_names_each_partition_with_its_hash(lake: Lake):
@@ -88,7 +92,7 @@ def test_split_is_by_date_and_the_manifest_names_each_partition_with_its_hash(la
         "2013-01-20",
     ]
     # every training day comes strictly before every valid day, before every holdout day
-    by = {s: [p["ds"] for p in parts if p["split"] == s] for s in training.SPLITS}
+    by = {s: [p["ds"] for p in parts if p["split"] == s] for s in SPLITS}
     assert max(by["train"]) < min(by["valid"]) <= max(by["valid"]) < min(by["holdout"])
     for p in parts:
         manifest = lake.manifest(p["partition"])
@@ -98,7 +102,7 @@ def test_split_is_by_date_and_the_manifest_names_each_partition_with_its_hash(la
 
 def test_window_end_defaults_to_the_latest_published_day(lake: Lake):
     publish_days(lake, 12)
-    assert training.resolve_window(lake, None, 5, "flights") == ("2013-01-08", "2013-01-12")
+    assert resolve_window(lake, None, 5, "flights") == ("2013-01-08", "2013-01-12")
 
 
 def test_a_window_with_no_data_is_a_clear_error(lake: Lake):
@@ -122,11 +126,11 @@ def test_too_few_days_or_rows_say_which_minimum(lake: Lake):
 
 def test_a_republished_partition_is_refused_after_assemble(lake: Lake):
     publish_days(lake, 20)
-    split = training.read_split(lake, _assemble(lake)["split"])
+    split = read_split(lake, _assemble(lake)["split"])
     changed = synthetic_features("2013-01-02", seed=99)
     lake.publish(Lake.partition("features", "flights", "2013-01-02"), changed)
     with pytest.raises(training.TrainingError, match="changed since the split was assembled"):
-        training.load_frame(lake, split, "train")
+        load_frame(lake, split, "train")
 
 
 @pytest.mark.parametrize(
@@ -144,15 +148,15 @@ def test_bad_params_name_the_param(params, message):
 
 def test_bad_window_end_names_the_param(lake: Lake):
     with pytest.raises(training.TrainingError, match="param 'window_end'='13/01/2013'"):
-        training.resolve_window(lake, "13/01/2013", 10, "flights")
+        resolve_window(lake, "13/01/2013", 10, "flights")
 
 
 def test_fit_is_deterministic_and_learns():
     train = pd.concat([synthetic_features(f"2013-01-{d:02d}", seed=d) for d in range(1, 11)])
     test = synthetic_features("2013-01-20", n=2000, seed=123)
     params = training.TrainParams(max_iter=30)
-    p1 = training.fit(train, params).predict_proba(training.features_of(test))[:, 1]
-    p2 = training.fit(train, params).predict_proba(training.features_of(test))[:, 1]
+    p1 = training.fit(train, params).predict_proba(features_of(test))[:, 1]
+    p2 = training.fit(train, params).predict_proba(features_of(test))[:, 1]
     np.testing.assert_array_equal(p1, p2)
     from sklearn.metrics import roc_auc_score
 
@@ -162,7 +166,7 @@ def test_fit_is_deterministic_and_learns():
 def test_unseen_category_at_scoring_time_does_not_fail():
     train = synthetic_features("2013-01-01", n=500)
     pipe = training.fit(train, training.TrainParams(max_iter=5))
-    batch = training.features_of(train.head(3))
+    batch = features_of(train.head(3))
     batch["dest"] = "ZZZ"
     assert pipe.predict_proba(batch).shape == (3, 2)
 
@@ -172,9 +176,11 @@ def test_skops_trusted_types_are_exactly_what_the_pipeline_needs():
 
     pipe = training.fit(synthetic_features("2013-01-01"), training.TrainParams(max_iter=5))
     data = sio.dumps(pipe)
-    assert sorted(sio.get_untrusted_types(data=data)) == sorted(training.SKOPS_TRUSTED_TYPES)
-    loaded = sio.loads(data, trusted=training.SKOPS_TRUSTED_TYPES)
-    x = training.features_of(synthetic_features("2013-01-02"))
+    assert sorted(sio.get_untrusted_types(data=data)) == sorted(
+        list(GRADIENT_BOOSTING_TRUSTED_TYPES)
+    )
+    loaded = sio.loads(data, trusted=list(GRADIENT_BOOSTING_TRUSTED_TYPES))
+    x = features_of(synthetic_features("2013-01-02"))
     np.testing.assert_array_equal(loaded.predict_proba(x), pipe.predict_proba(x))
 
 

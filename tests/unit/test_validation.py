@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from dslc.data.validation import ValidationReport, build_suite, validate, validate_pandas
-from dslc.usecases.flights.datasets import FLIGHTS, WEATHER, Dataset
+from dslc.usecase import Dataset
+from dslc.usecases.flights.datasets import FLIGHTS, WEATHER
 
 DAY = (2013, 1, 5)
 DS = "2013-01-05"

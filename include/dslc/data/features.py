@@ -1,90 +1,40 @@
-"""Build the feature table of one day: the label and the features known before departure.
+"""Build one day's feature table through the use case's builder, and hold it to its contract.
 
-Pure functions over DataFrames; the lake I/O is in :mod:`dslc.data.ingest`. See
-:mod:`dslc.usecases.flights.datasets` for the label definition and the columns that must
-never be features.
+The builder (:attr:`dslc.usecase.UseCase.build_features`) is the use case's; what every
+feature table gets is here: exactly the :class:`dslc.usecase.FeatureSpec` columns in order,
+no leaky column, a 0/1 label, rows sorted by key (so the same day is the same bytes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dslc.usecases.flights.datasets import FEATURES, LATE_THRESHOLD_MINUTES, LEAKY_COLUMNS
+from dslc.usecase import UseCaseError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-WEATHER_FEATURES = (
-    "temp",
-    "dewp",
-    "humid",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-)
-# The source's wind readings include a 1048 mph glitch; anything above is not a wind speed.
-MAX_WIND_MPH = 150.0
+    from dslc.usecase import UseCase
 
 
-def label(arr_delay: pd.Series) -> pd.Series:
-    """1 when the arrival delay is >= 15 min or missing (cancelled/diverted), else 0."""
-    late = arr_delay.isna() | (arr_delay >= LATE_THRESHOLD_MINUTES)
-    return late.astype("int8")
+def build(
+    frames: Mapping[str, pd.DataFrame | None], ds: str, usecase: UseCase | None = None
+) -> pd.DataFrame:
+    """The feature rows of day ``ds`` from its raw frames (by dataset name; None if absent)."""
+    if usecase is None:
+        from dslc.usecase import get_usecase
 
-
-def weather_at_origin_hour(weather: pd.DataFrame) -> pd.DataFrame:
-    """One weather row per (origin, local day, local hour); the first reading wins at DST."""
-    import numpy as np
-
-    cols = ["origin", "year", "month", "day", "hour", *WEATHER_FEATURES]
-    w = weather.loc[:, cols].sort_values(["origin", "year", "month", "day", "hour"], kind="stable")
-    w = w.drop_duplicates(["origin", "year", "month", "day", "hour"], keep="first")
-    for col in ("wind_speed", "wind_gust"):
-        w[col] = w[col].where(w[col] <= MAX_WIND_MPH, np.nan)
-    return w
-
-
-def build(flights: pd.DataFrame, weather: pd.DataFrame | None, ds: str) -> pd.DataFrame:
-    """The feature rows of day ``ds``, sorted by key, with exactly ``FEATURES.columns``."""
-    import numpy as np
-    import pandas as pd
-
-    f = flights
-    dep_hour, dep_min = f["sched_dep_time"] // 100, f["sched_dep_time"] % 100
-    arr_hour, arr_min = f["sched_arr_time"] // 100, f["sched_arr_time"] % 100
-    sched_dep_ts = pd.to_datetime(
-        pd.DataFrame({"year": f["year"], "month": f["month"], "day": f["day"]})
-    ) + pd.to_timedelta(dep_hour * 60 + dep_min, unit="min")
-    out = pd.DataFrame(
-        {
-            "ds": ds,
-            "carrier": f["carrier"].astype("str"),
-            "flight": f["flight"].astype("int64"),
-            "origin": f["origin"].astype("str"),
-            "sched_dep_ts": sched_dep_ts.astype("datetime64[us]"),
-            "dest": f["dest"].astype("str"),
-            "distance": f["distance"].astype("float64"),
-            "sched_dep_hour": dep_hour.astype("int64"),
-            "sched_dep_minute": dep_min.astype("int64"),
-            "sched_arr_hour": arr_hour.astype("int64"),
-            "sched_arr_minute": arr_min.astype("int64"),
-            "day_of_week": sched_dep_ts.dt.dayofweek.astype("int64"),
-            "year": f["year"],
-            "month": f["month"],
-            "day": f["day"],
-            "hour": f["hour"],
-            FEATURES.label: label(f["arr_delay"]),
-        }
-    )
-    if weather is not None and not weather.empty:
-        w = weather_at_origin_hour(weather)
-        out = out.merge(w, on=["origin", "year", "month", "day", "hour"], how="left")
-    for col in WEATHER_FEATURES:
-        if col not in out:
-            out[col] = np.nan
-        out[col] = out[col].astype("float64")
-    out = out.loc[:, FEATURES.columns]
-    assert not LEAKY_COLUMNS & set(out.columns), "a leaky column reached the features"
-    return out.sort_values(list(FEATURES.key), kind="stable").reset_index(drop=True)
+        usecase = get_usecase()
+    spec = usecase.features
+    table = usecase.build_features(frames, ds)
+    missing = [c for c in spec.columns if c not in table.columns]
+    if missing:
+        raise UseCaseError(
+            f"the {usecase.name} feature builder left out {missing} for {ds}: it must return "
+            f"every FeatureSpec column ({', '.join(spec.columns)})"
+        )
+    out = table.loc[:, spec.columns]
+    if not out[spec.label].isin([0, 1]).all():
+        raise UseCaseError(f"the {usecase.name} label {spec.label!r} is not 0/1 on {ds}")
+    return out.sort_values(list(spec.key), kind="stable").reset_index(drop=True)

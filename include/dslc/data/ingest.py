@@ -14,15 +14,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dslc.lake import Lake, day
-from dslc.usecases.flights.datasets import Dataset, get_dataset
+from dslc.usecase import get_usecase
 
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logging.getLogger(__name__)
+    from dslc.usecase import Dataset
 
-PRIMARY = "flights"
-SECONDARY = ("weather",)
+log = logging.getLogger(__name__)
 
 
 class IngestError(Exception):
@@ -35,9 +34,14 @@ def landing_files(lake: Lake, dataset: str, ds: str) -> list[str]:
     return [n for n in lake.ls(key) if n.endswith(".csv")]
 
 
-def is_landed(lake: Lake, ds: str, dataset: str = PRIMARY) -> bool:
+def get_dataset(name: str) -> Dataset:
+    """A dataset of the use case by name, with a message listing the known ones."""
+    return get_usecase().dataset(name)
+
+
+def is_landed(lake: Lake, ds: str, dataset: str | None = None) -> bool:
     """Whether the upstream system has dropped the day's file (what the sensor waits for)."""
-    return bool(landing_files(lake, dataset, ds))
+    return bool(landing_files(lake, dataset or get_usecase().primary.name, ds))
 
 
 def _quarantine(lake: Lake, dataset: str, ds: str, result: dict[str, Any], html: str) -> str:
@@ -157,35 +161,45 @@ def publish_raw(lake: Lake, dataset_name: str, ds: str, df: pd.DataFrame) -> dic
     }
 
 
-def build_features(lake: Lake, ds: str, dataset_name: str = PRIMARY) -> dict[str, Any]:
-    """Join the day's raw flights with weather and publish ``features/<dataset>/ds=...``."""
+def build_features(lake: Lake, ds: str, dataset_name: str | None = None) -> dict[str, Any]:
+    """Build the day's features from its raw datasets; publish ``features/<primary>/ds=...``."""
     from dslc.data import features
 
+    usecase = get_usecase()
     ds = day(ds)
-    flights = lake.read_partition(Lake.partition("raw", dataset_name, ds))
-    wkey = Lake.partition("raw", "weather", ds)
-    weather = lake.read_partition(wkey) if lake.manifest(wkey) else None
-    if weather is None:
-        log.warning("no published weather for %s: weather features are missing that day", ds)
-    table = features.build(flights, weather, ds)
-    key = Lake.partition("features", dataset_name, ds)
+    primary = dataset_name or usecase.primary.name
+    frames: dict[str, pd.DataFrame | None] = {
+        primary: lake.read_partition(Lake.partition("raw", primary, ds))
+    }
+    for secondary in usecase.secondary:
+        key = Lake.partition("raw", secondary.name, ds)
+        frames[secondary.name] = lake.read_partition(key) if lake.manifest(key) else None
+        if frames[secondary.name] is None:
+            log.warning(
+                "no published %s for %s: its features are missing that day", secondary.name, ds
+            )
+    table = features.build(frames, ds, usecase)
+    key = Lake.partition("features", primary, ds)
     manifest = lake.publish(key, table)
-    late_rate = float(table["late"].mean()) if len(table) else 0.0
+    label = usecase.features.label
+    label_rate = float(table[label].mean()) if len(table) else 0.0
     return {
         "partition": key,
         "uri": lake.uri(key),
         "ds": ds,
         "rows": manifest.rows,
         "content_hash": manifest.content_hash,
-        "late_rate": round(late_rate, 4),
-        "weather": weather is not None,
+        "label_rate": round(label_rate, 4),
+        "secondary": {name: frame is not None for name, frame in frames.items() if name != primary},
     }
 
 
 def extract_day(lake: Lake, ds: str) -> dict[str, Any]:
     """Extract the primary dataset (required) and the secondary ones landed for the day."""
-    out = {PRIMARY: extract(lake, PRIMARY, ds)}
-    for name in SECONDARY:
+    usecase = get_usecase()
+    primary = usecase.primary.name
+    out = {primary: extract(lake, primary, ds)}
+    for name in (d.name for d in usecase.secondary):
         if landing_files(lake, name, ds):
             out[name] = extract(lake, name, ds)
         else:
@@ -200,7 +214,11 @@ def validate_day(lake: Lake, ds: str) -> dict[str, Any]:
     day is published, and the error names each failed expectation.
     """
     ds = day(ds)
-    names = [PRIMARY, *(n for n in SECONDARY if lake.manifest(Lake.partition("staging", n, ds)))]
+    usecase = get_usecase()
+    staged = [
+        d.name for d in usecase.secondary if lake.manifest(Lake.partition("staging", d.name, ds))
+    ]
+    names = [usecase.primary.name, *staged]
     checked = {name: check(lake, name, ds) for name in names}
     failed = {name: c for name, c in checked.items() if not c[0]["success"]}
     if failed:

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import great_expectations as gx
     import pandas as pd
 
-    from dslc.usecases.flights.datasets import Column, Dataset
+    from dslc.usecase import Column, Dataset
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The rows come from the holdout of the version's own training split (its ``dslc.s
 names the split manifest in the lake), sampled evenly across the holdout days so the same
 version always gets the same rows. Offline, the version is loaded from the registry the way
 the service loads it (:func:`dslc.model.registry.load_version`) and scored with
-``pipeline.predict_proba(training.features_of(df))[:, 1]``. The service must answer every row
+``pipeline.predict_proba(features_of(df))[:, 1]``. The service must answer every row
 with the version being deployed and a probability within :data:`TOLERANCE` of the offline one.
 """
 
@@ -52,12 +52,12 @@ def holdout_sample(lake: Lake, split_uri: str, rows: int) -> pd.DataFrame:
     """``rows`` holdout rows of the split, evenly spaced over the holdout (deterministic)."""
     import numpy as np
 
-    from dslc.model import training
+    from dslc.model.split import TrainingError, load_frame, read_split
 
-    split = training.read_split(lake, split_key(lake, split_uri))
+    split = read_split(lake, split_key(lake, split_uri))
     try:
-        df = training.load_frame(lake, split, "holdout")
-    except training.TrainingError as e:
+        df = load_frame(lake, split, "holdout")
+    except TrainingError as e:
         # Online and offline score the same rows, so current partitions still make a fair
         # comparison; the changed hash is worth a warning, not a failed deploy.
         log.warning("%s; smoke-testing on the partitions as they are now", e)
@@ -74,15 +74,15 @@ def holdout_sample(lake: Lake, split_uri: str, rows: int) -> pd.DataFrame:
 
 def records_of(df: pd.DataFrame) -> list[dict[str, Any]]:
     """``/predict`` records: the model features (NaN -> null) plus ``ds`` and ``flight``."""
-    from dslc.model import training
-    from dslc.usecases.flights.datasets import FEATURES
+    from dslc.model.spec import features_of, model_spec
 
-    feats = training.features_of(df)
-    numeric = set(FEATURES.numeric)
+    spec = model_spec()
+    feats = features_of(df, spec)
+    numeric = set(spec.numeric)
     out = []
     for i, row in enumerate(feats.itertuples(index=False, name=None)):
         rec: dict[str, Any] = {}
-        for col, value in zip(training.MODEL_FEATURES, row, strict=True):
+        for col, value in zip(spec.features, row, strict=True):
             if col in numeric:
                 rec[col] = None if math.isnan(value) else float(value)
             else:
@@ -160,7 +160,8 @@ def smoke_test(
     """Holdout rows online vs offline; returns the result, raises SmokeTestError if it fails."""
     import httpx
 
-    from dslc.model import registry, training
+    from dslc.model import registry
+    from dslc.model.spec import features_of
     from dslc.settings import get_settings
 
     c = registry.client(tracking_uri)
@@ -173,7 +174,7 @@ def smoke_test(
         )
     sample = holdout_sample(lake, split_uri, rows)
     pipeline = registry.load_version(model_name, version, tracking_uri)
-    offline = pipeline.predict_proba(training.features_of(sample))[:, 1]
+    offline = pipeline.predict_proba(features_of(sample))[:, 1]
     own = http is None
     http = http or httpx.Client(timeout=60.0)
     try:

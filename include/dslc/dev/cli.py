@@ -51,15 +51,24 @@ def status() -> None:
 def replay(
     start: Annotated[str, typer.Option(help="First day to land, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option(help="Last day to land (inclusive), YYYY-MM-DD.")],
-    dataset: Annotated[str, typer.Option(help="Dataset to replay.")] = "flights",
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset to replay (default: the use case's primary, with the rest)."),
+    ] = None,
 ) -> None:
     """Play the upstream system: land each day's CSV files under landing/ in the lake."""
-    from dslc.data import sources
+    from dslc.dev.replay import replay_cli
+    from dslc.usecase import get_usecase
 
     first, last = _date(start), _date(end)
     if last < first:
         raise typer.BadParameter(f"--end {end} is before --start {start}")
-    sources.replay_cli(first, last, dataset=dataset)
+    if dataset is not None:
+        try:
+            get_usecase().dataset(dataset)
+        except KeyError as e:
+            raise typer.BadParameter(str(e.args[0])) from None
+    replay_cli(first, last, dataset=dataset)
 
 
 @app.command()

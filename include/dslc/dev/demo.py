@@ -77,10 +77,11 @@ def _records(lake: Lake, ds: str) -> list[dict[str, Any]]:
     import math
 
     from dslc.lake import Lake
-    from dslc.model.training import MODEL_FEATURES
+    from dslc.model.spec import model_features
+    from dslc.settings import get_settings
 
-    df = lake.read_partition(Lake.partition("features", "flights", ds))
-    cols = [*MODEL_FEATURES, "flight"]
+    df = lake.read_partition(Lake.partition("features", get_settings().dataset, ds))
+    cols = [*model_features(), "flight"]
     out = []
     for row in df[cols].itertuples(index=False):
         rec: dict[str, Any] = {}
@@ -285,9 +286,9 @@ def _wait_train_idle(client: AirflowClient, timeout: float = 1800.0) -> None:
 
 
 def main() -> int:
-    from dslc.data import sources
     from dslc.dev import airflow_api, stack
     from dslc.dev.airflow_api import AirflowClient
+    from dslc.dev.replay import replay_cli
     from dslc.lake import get_lake
     from dslc.model import registry
     from dslc.settings import get_settings
@@ -302,8 +303,8 @@ def main() -> int:
         "(the upstream system's daily CSV drops)",
         "land",
     ):
-        sources.replay_cli(START, END)
-        sources.replay_cli(REPLAY_START, REPLAY_END)
+        replay_cli(START, END)
+        replay_cli(REPLAY_START, REPLAY_END)
     with _phase(f"3/7 backfilling ingest {START}..{END} through the REST API", "ingest"):
         ok &= airflow_api.backfill_cli("ingest", START, END, reprocess="failed", wait=True)
 

@@ -1,29 +1,30 @@
-"""Evaluation: challenger and champion scored on the same holdout, overall and per slice,
-and the promotion gate that reads the result.
+"""Evaluation: challenger and champion scored on the same holdout, overall and per slice.
 
 The metrics are pure functions of labels and predicted probabilities; :func:`evaluate` is the
-task's edge (lake + registry). Slices are the origin airports and the top carriers by
-holdout volume.
+task's edge (lake + registry). Slices are the use case's (:class:`dslc.usecase.Slice`: e.g.
+every origin airport and the top carriers by holdout volume); the promotion gate that reads
+the result is :mod:`dslc.model.gate`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dslc.usecases.flights.datasets import FEATURES
+from dslc.model.spec import features_of, label_of
+from dslc.model.split import load_frame, read_split
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
     from dslc.lake import Lake
+    from dslc.usecase import Slice
 
 log = logging.getLogger(__name__)
 
-TOP_CARRIERS = 5
 MIN_SLICE_ROWS = 200
 # A slice "collapses" when its ROC AUC drops by more than this against the champion's on the
 # same slice (or, with no champion, falls to chance level).
@@ -36,7 +37,7 @@ class EvaluationError(Exception):
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss, Brier, late rate, mean prediction and calibration gap."""
+    """ROC AUC, PR AUC, log loss, Brier, label rate, mean prediction and calibration gap."""
     import numpy as np
     from sklearn.metrics import (
         average_precision_score,
@@ -48,34 +49,44 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     y = np.asarray(y, dtype="int64")
     p = np.clip(np.asarray(p, dtype="float64"), 1e-7, 1 - 1e-7)
     both = 0 < y.sum() < len(y)
-    late_rate, mean_pred = float(y.mean()), float(p.mean())
+    label_rate, mean_pred = float(y.mean()), float(p.mean())
     return {
         "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
         "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
         "log_loss": float(log_loss(y, p, labels=[0, 1])),
         "brier": float(brier_score_loss(y, p)),
-        "late_rate": late_rate,
+        "label_rate": label_rate,
         "mean_pred": mean_pred,
-        "calibration_gap": mean_pred - late_rate,
+        "calibration_gap": mean_pred - label_rate,
         "n": float(len(y)),
     }
 
 
-def slices(df: pd.DataFrame, top_carriers: int = TOP_CARRIERS) -> dict[str, pd.Series]:
-    """Boolean masks by origin and for the top carriers by row count (name -> mask)."""
-    out = {f"origin={o}": df["origin"] == o for o in sorted(df["origin"].unique())}
-    counts = df["carrier"].value_counts().sort_index(kind="stable")
-    top = counts.sort_values(ascending=False, kind="stable").index[:top_carriers]
-    for c in sorted(top):
-        out[f"carrier={c}"] = df["carrier"] == c
+def slices(df: pd.DataFrame, spec: Sequence[Slice] | None = None) -> dict[str, pd.Series]:
+    """Boolean masks per slice value (``column=value`` -> mask): every value of a column, or
+    its ``top`` values by row count."""
+    if spec is None:
+        from dslc.usecase import get_usecase
+
+        spec = get_usecase().slices
+    out: dict[str, pd.Series] = {}
+    for sl in spec:
+        col = df[sl.column]
+        if sl.top is None:
+            values = sorted(col.unique())
+        else:
+            counts = col.value_counts().sort_index(kind="stable")
+            values = sorted(counts.sort_values(ascending=False, kind="stable").index[: sl.top])
+        for v in values:
+            out[f"{sl.column}={v}"] = col == v
     return out
 
 
-def score(df: pd.DataFrame, p: np.ndarray, top_carriers: int = TOP_CARRIERS) -> dict[str, Any]:
+def score(df: pd.DataFrame, p: np.ndarray, spec: Sequence[Slice] | None = None) -> dict[str, Any]:
     """Overall and per-slice metrics of predictions ``p`` for the rows of ``df``."""
-    y = df[FEATURES.label].to_numpy()
+    y = label_of(df)
     per_slice = {}
-    for name, mask in slices(df, top_carriers).items():
+    for name, mask in slices(df, spec).items():
         m = mask.to_numpy()
         per_slice[name] = metrics(y[m], p[m])
     return {"overall": metrics(y, p), "slices": per_slice}
@@ -101,44 +112,6 @@ def collapsed_slices(
     return out
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The promotion gate's answer."""
-
-    promote: bool
-    reason: str
-
-
-def decide(evaluation: dict[str, Any], *, tolerance: float, floor: float, force: bool) -> Decision:
-    """The gate: not worse than the champion by more than ``tolerance``, above ``floor``, no
-    slice collapsed; or ``force``."""
-    ch = evaluation["challenger"]["roc_auc"]
-    champ = evaluation.get("champion")
-    problems = []
-    if not ch >= floor:
-        problems.append(f"holdout ROC AUC {ch:.4f} is below the floor {floor:.4f}")
-    if champ is not None and ch < champ["roc_auc"] - tolerance:
-        problems.append(
-            f"holdout ROC AUC {ch:.4f} is worse than the champion's "
-            f"{champ['roc_auc']:.4f} by more than the tolerance {tolerance:.4f}"
-        )
-    if evaluation.get("collapsed_slices"):
-        problems.append("slices collapsed: " + "; ".join(evaluation["collapsed_slices"]))
-    if force:
-        why = "forced by force_promote" + (f" despite: {'; '.join(problems)}" if problems else "")
-        return Decision(True, why)
-    if problems:
-        return Decision(False, "; ".join(problems))
-    vs = (
-        f"champion v{evaluation['champion_version']} {champ['roc_auc']:.4f}"
-        if champ is not None
-        else "no champion"
-    )
-    return Decision(
-        True, f"holdout ROC AUC {ch:.4f} vs {vs} (tolerance {tolerance}, floor {floor})"
-    )
-
-
 def evaluate(
     lake: Lake,
     *,
@@ -149,11 +122,11 @@ def evaluate(
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Score challenger and champion on the holdout; log both to the run; return a summary."""
-    from dslc.model import registry, training
+    from dslc.model import registry
 
-    split = training.read_split(lake, split_path)
-    holdout = training.load_frame(lake, split, "holdout")
-    x = training.features_of(holdout)
+    split = read_split(lake, split_path)
+    holdout = load_frame(lake, split, "holdout")
+    x = features_of(holdout)
     challenger = registry.load_run_model(run_id, tracking_uri=tracking_uri)
     result: dict[str, Any] = {"challenger": score(holdout, challenger.predict_proba(x)[:, 1])}
     champ_version, champ_model, note = registry.load_champion(

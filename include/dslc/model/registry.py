@@ -8,8 +8,8 @@ Rules kept here so nothing else needs to know them:
   a retried task reuses what the first attempt made;
 * aliases (``champion``, ``previous_champion``), never stages; promotion is a compare-and-swap
   against the champion the challenger was evaluated against;
-* models are saved with skops and loaded with *our* trusted-types list
-  (:data:`dslc.model.training.SKOPS_TRUSTED_TYPES`), not the list stored in the artifact, so a
+* models are saved with skops and loaded with *our* trusted-types list (the use case's
+  :attr:`dslc.usecase.ModelSpec.trusted_types`), not the list stored in the artifact, so a
   tampered artifact cannot widen what gets deserialised.
 """
 
@@ -216,14 +216,14 @@ def save_model(pipeline: Pipeline, path: Path, input_example: pd.DataFrame) -> N
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from dslc.model.training import SKOPS_TRUSTED_TYPES
+    from dslc.model.spec import trusted_types
 
     signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
     mlflow.sklearn.save_model(
         pipeline,
         str(path),
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        skops_trusted_types=trusted_types(),
         signature=signature,
         input_example=input_example,
         pip_requirements=_requirements(),
@@ -291,7 +291,7 @@ def load_local_model(path: Path) -> Any:
     import skops.io
     import yaml
 
-    from dslc.model.training import SKOPS_TRUSTED_TYPES
+    from dslc.model.spec import trusted_types
 
     try:
         flavor = yaml.safe_load((path / "MLmodel").read_text())["flavors"]["sklearn"]
@@ -302,7 +302,7 @@ def load_local_model(path: Path) -> Any:
             f"the model at {path} is saved as {flavor.get('serialization_format')!r}, not "
             "skops: refusing to unpickle it"
         )
-    return skops.io.load(path / flavor["pickled_model"], trusted=SKOPS_TRUSTED_TYPES)
+    return skops.io.load(path / flavor["pickled_model"], trusted=trusted_types())
 
 
 def _download_and_load(artifact_uri: str, uri: str) -> Any:
@@ -464,13 +464,15 @@ def comparison_markdown(result: dict[str, Any]) -> str:
 def _ensure_registered_model(c: MlflowClient, name: str) -> None:
     from mlflow.exceptions import MlflowException
 
+    from dslc.model.spec import model_spec
+
     try:
         c.get_registered_model(name)
     except MlflowException as e:
         if e.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
             raise
         with contextlib.suppress(MlflowException):  # a concurrent run created it
-            c.create_registered_model(name, description="Is a NYC flight going to be late?")
+            c.create_registered_model(name, description=model_spec().description)
 
 
 def version_of_run(c: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
@@ -495,16 +497,15 @@ def feature_importance(pipeline: Any, valid: pd.DataFrame, rows: int = 2_000) ->
     """
     from sklearn.inspection import permutation_importance
 
-    from dslc.model import training
-    from dslc.usecases.flights.datasets import FEATURES
+    from dslc.model.spec import features_of, label_of, model_features
 
     sample = valid.sample(n=min(rows, len(valid)), random_state=0) if len(valid) else valid
-    y = sample[FEATURES.label].to_numpy()
+    y = label_of(sample)
     if len(sample) < 50 or len(set(y.tolist())) < 2:
         return {}
     result = permutation_importance(
         pipeline,
-        training.features_of(sample),
+        features_of(sample),
         y,
         scoring="roc_auc",
         # One shuffle of 2,000 rows ranks the features well enough for "the top N" and keeps
@@ -514,7 +515,7 @@ def feature_importance(pipeline: Any, valid: pd.DataFrame, rows: int = 2_000) ->
     )
     return {
         col: round(float(m), 6)
-        for col, m in zip(training.MODEL_FEATURES, result.importances_mean, strict=True)
+        for col, m in zip(model_features(), result.importances_mean, strict=True)
     }
 
 
@@ -530,8 +531,8 @@ def register(
     """Register the run's model as a new version (once per run) with lineage tags and the
     drift reference profile fitted on its training rows."""
     from dslc.model import profile as drift_profile
-    from dslc.model import training
-    from dslc.usecases.flights.datasets import FEATURES
+    from dslc.model.split import load_frame, read_split
+    from dslc.usecase import get_usecase
 
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
@@ -543,14 +544,15 @@ def register(
             )
             return {"version": str(existing.version), "created": False}
         t_profile = time.perf_counter()
-        split = training.read_split(lake, split_path)
-        train_df = training.load_frame(lake, split, "train")
+        split = read_split(lake, split_path)
+        train_df = load_frame(lake, split, "train")
         importance = feature_importance(
             _download_and_load(f"{c.get_run(run_id).info.artifact_uri}/{MODEL_PATH}", uri),
-            training.load_frame(lake, split, "valid"),
+            load_frame(lake, split, "valid"),
         )
+        spec = get_usecase().model
         profile = drift_profile.fit_profile(
-            train_df, FEATURES.numeric, FEATURES.categorical, importance=importance
+            train_df, spec.numeric, spec.categorical, importance=importance
         )
         del train_df
         profile_s = time.perf_counter() - t_profile
@@ -623,7 +625,7 @@ def promote(
 ) -> dict[str, Any]:
     """Apply the gate; on pass move ``champion`` (CAS on the evaluated champion) and keep
     ``previous_champion``; on reject tag the version with why. Returns the decision."""
-    from dslc.model.evaluation import decide
+    from dslc.model.gate import decide
 
     decision = decide(evaluation, tolerance=tolerance, floor=floor, force=force)
     expected = evaluation.get("champion_version")

@@ -1,47 +1,28 @@
-"""Training: assemble a time-split window of feature partitions, fit the model, log it.
+"""Training: check the run's params, fit the use case's pipeline on the split, log it.
 
-``assemble`` reads only published feature partitions and writes a split manifest to the lake
-(``training/<dataset>/run=<id>/split.json``) naming each partition with its content hash and
-split; ``train`` reads exactly those partitions back (refusing any whose hash changed), fits a
-seeded pipeline and hands the MLflow side to :mod:`dslc.model.registry`. The same window and params
-give the same model and metrics.
+``assemble_run`` checks the params and cuts the window (:mod:`dslc.model.split`); ``train``
+reads exactly the split's partitions back, fits a seeded pipeline and hands the MLflow side to
+:mod:`dslc.model.registry`. The same window and params give the same model and metrics.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from dslc.lake import Lake, day
-from dslc.usecases.flights.datasets import FEATURES
+from dslc.model.spec import build_pipeline, features_of, label_of
+from dslc.model.split import TrainingError, assemble, load_frame, read_split
 
 if TYPE_CHECKING:
     import pandas as pd
-    from sklearn.pipeline import Pipeline
+
+    from dslc.lake import Lake
 
 log = logging.getLogger(__name__)
 
-ZONE = "features"
-SPLITS = ("train", "valid", "holdout")
-MODEL_FEATURES = [*FEATURES.categorical, *FEATURES.numeric]
-# What skops must be told to trust to load our pipeline, beyond its built-in safe set
-# (skops.io.get_untrusted_types on a dumped pipeline; tests/unit/test_training.py checks it).
-# Keeping skops, with an explicit list, means loading a model never runs arbitrary pickle code.
-SKOPS_TRUSTED_TYPES = [
-    "functools.partial",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.utils.validation.check_array",
-]
-
-
-class TrainingError(Exception):
-    """A training run the user can fix (bad params, no data); the message says how."""
+__all__ = ["TrainParams", "TrainingError", "assemble_run", "fit", "lineage", "train"]
 
 
 @dataclass(frozen=True)
@@ -96,208 +77,10 @@ class TrainParams:
         return asdict(self)
 
 
-def resolve_window(lake: Lake, end: str | None, days: int, dataset: str) -> tuple[str, str]:
-    """The window's (first, last) day; ``end`` defaults to the latest published day."""
-    if days < 1:
-        raise TrainingError(f"param 'window_days'={days} must be at least 1")
-    if end in (None, ""):
-        published = lake.published_days(ZONE, dataset)
-        if not published:
-            raise TrainingError(
-                f"no published feature partitions at {lake.uri(ZONE, dataset)}: run `ingest` "
-                "(or `dslc backfill ingest`) first"
-            )
-        end = published[-1]
-    try:
-        last = dt.date.fromisoformat(day(end))
-    except ValueError:
-        raise TrainingError(
-            f"param 'window_end'={end!r} is not a date in YYYY-MM-DD form"
-        ) from None
-    first = last - dt.timedelta(days=days - 1)
-    return first.isoformat(), last.isoformat()
-
-
-def _split_of(index: int, n: int, valid_days: int, holdout_days: int) -> str:
-    if index >= n - holdout_days:
-        return "holdout"
-    if index >= n - holdout_days - valid_days:
-        return "valid"
-    return "train"
-
-
-def split_key(dataset: str, dag_run_id: str) -> str:
-    """Where a run's split manifest lives in the lake."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dag_run_id)[:80]
-    digest = hashlib.sha256(dag_run_id.encode()).hexdigest()[:8]
-    return f"training/{dataset}/run={safe}-{digest}"
-
-
-def assemble(
-    lake: Lake,
-    *,
-    dag_run_id: str,
-    window_end: str | None,
-    window_days: int,
-    params: TrainParams,
-    min_days: int,
-    min_rows: int,
-    dataset: str = "flights",
-) -> dict[str, Any]:
-    """Pick the published partitions in the window, split them by date, write the manifest."""
-    first, last = resolve_window(lake, window_end, window_days, dataset)
-    published = [d for d in lake.published_days(ZONE, dataset) if first <= d <= last]
-    wanted = [
-        (dt.date.fromisoformat(first) + dt.timedelta(days=i)).isoformat()
-        for i in range(window_days)
-    ]
-    missing = [d for d in wanted if d not in set(published)]
-    if not published:
-        raise TrainingError(
-            f"no published feature partitions in the window {first}..{last} at "
-            f"{lake.uri(ZONE, dataset)}: ingest those days first, or pick a window with data "
-            "(params 'window_end' and 'window_days')"
-        )
-    if missing:
-        log.warning(
-            "%d of %d days in %s..%s have no features: %s",
-            len(missing),
-            window_days,
-            first,
-            last,
-            ", ".join(missing),
-        )
-    need = min_days + params.valid_days + params.holdout_days
-    if len(published) < need:
-        raise TrainingError(
-            f"the window {first}..{last} has {len(published)} days of features; at least "
-            f"{need} are needed ({min_days} to train + {params.valid_days} valid + "
-            f"{params.holdout_days} holdout). Widen 'window_days' or ingest the missing days."
-        )
-    partitions: list[dict[str, Any]] = []
-    for i, ds in enumerate(published):
-        key = Lake.partition(ZONE, dataset, ds)
-        manifest = lake.manifest(key)
-        assert manifest is not None  # published_days only lists partitions with a manifest
-        partitions.append(
-            {
-                "ds": ds,
-                "partition": key,
-                "content_hash": manifest.content_hash,
-                "rows": manifest.rows,
-                "split": _split_of(i, len(published), params.valid_days, params.holdout_days),
-            }
-        )
-    rows = {s: sum(int(p["rows"]) for p in partitions if p["split"] == s) for s in SPLITS}
-    if rows["train"] < min_rows:
-        raise TrainingError(
-            f"the window {first}..{last} has {rows['train']} training rows, fewer than the "
-            f"minimum {min_rows}: widen 'window_days'"
-        )
-    split = {
-        "dataset": dataset,
-        "window": {"first": first, "last": last, "days": window_days},
-        "dag_run_id": dag_run_id,
-        "missing_days": missing,
-        "rows": rows,
-        "partitions": partitions,
-    }
-    key = split_key(dataset, dag_run_id)
-    lake.write_text(json.dumps(split, indent=2, sort_keys=True), key, "split.json")
-    log.info(
-        "split %s..%s: %s rows, %d missing days -> %s",
-        first,
-        last,
-        rows,
-        len(missing),
-        lake.uri(key, "split.json"),
-    )
-    return {
-        "split": f"{key}/split.json",
-        "window": split["window"],
-        "rows": rows,
-        "missing_days": len(missing),
-    }
-
-
-def read_split(lake: Lake, split_path: str) -> dict[str, Any]:
-    """The split manifest written by :func:`assemble`."""
-    loaded: dict[str, Any] = json.loads(lake.read_text(split_path))
-    return loaded
-
-
-def load_frame(lake: Lake, split: dict[str, Any], which: str) -> pd.DataFrame:
-    """The rows of one split, refusing partitions republished since ``assemble``."""
-    import pandas as pd
-
-    frames = []
-    for p in split["partitions"]:
-        if p["split"] != which:
-            continue
-        manifest = lake.manifest(p["partition"])
-        if manifest is None or manifest.content_hash != p["content_hash"]:
-            raise TrainingError(
-                f"{p['partition']} changed since the split was assembled "
-                f"({p['content_hash']} -> {manifest.content_hash if manifest else 'gone'}): "
-                "clear the run from `assemble`"
-            )
-        frames.append(lake.read_partition(p["partition"]))
-    return pd.concat(frames, ignore_index=True)
-
-
-def build_pipeline(params: TrainParams) -> Pipeline:
-    """Ordinal-encoded categoricals (native categorical splits) + numerics -> gradient boosting."""
-    import numpy as np
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OrdinalEncoder
-
-    cat = list(FEATURES.categorical)
-    prep = ColumnTransformer(
-        [
-            # Unseen categories at scoring time become missing, which the model handles.
-            (
-                "cat",
-                OrdinalEncoder(
-                    handle_unknown="use_encoded_value",
-                    unknown_value=np.nan,
-                    encoded_missing_value=np.nan,
-                    dtype=np.float64,
-                ),
-                cat,
-            ),
-            ("num", "passthrough", list(FEATURES.numeric)),
-        ],
-        verbose_feature_names_out=False,
-    )
-    model = HistGradientBoostingClassifier(
-        learning_rate=params.learning_rate,
-        max_iter=params.max_iter,
-        max_leaf_nodes=params.max_leaf_nodes,
-        min_samples_leaf=params.min_samples_leaf,
-        l2_regularization=params.l2_regularization,
-        categorical_features=list(range(len(cat))),
-        early_stopping=False,
-        random_state=params.seed,
-    )
-    return Pipeline([("prep", prep), ("model", model)])
-
-
-def features_of(df: pd.DataFrame) -> pd.DataFrame:
-    """The model's input columns, in order (strings for categoricals, floats for numerics)."""
-    out = df.loc[:, MODEL_FEATURES].copy()
-    for col in FEATURES.numeric:
-        out[col] = out[col].astype("float64")
-    for col in FEATURES.categorical:
-        out[col] = out[col].astype("object")
-    return out
-
-
-def fit(train: pd.DataFrame, params: TrainParams) -> Pipeline:
+def fit(train: pd.DataFrame, params: TrainParams) -> Any:
     """Fit the pipeline on the training rows (deterministic for the same rows and params)."""
-    pipe = build_pipeline(params)
-    pipe.fit(features_of(train), train[FEATURES.label].to_numpy())
+    pipe = build_pipeline(params.to_dict())
+    pipe.fit(features_of(train), label_of(train))
     return pipe
 
 
@@ -321,7 +104,7 @@ def train(
     pipe = fit(train_df, params)
     fit_s = time.perf_counter() - t_fit
     valid_metrics = evaluation.metrics(
-        valid_df[FEATURES.label].to_numpy(), pipe.predict_proba(features_of(valid_df))[:, 1]
+        label_of(valid_df), pipe.predict_proba(features_of(valid_df))[:, 1]
     )
     t_ml = time.perf_counter()
     logged = registry.log_training_run(
@@ -408,7 +191,8 @@ def assemble_run(
         dag_run_id=dag_run_id,
         window_end=params.get("window_end"),
         window_days=window_days,
-        params=train_params,
+        valid_days=train_params.valid_days,
+        holdout_days=train_params.holdout_days,
         min_days=settings.train_min_days,
         min_rows=settings.train_min_rows,
         dataset=settings.dataset,

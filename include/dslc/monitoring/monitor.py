@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dslc.lake import Lake, day
-from dslc.usecases.flights.datasets import FEATURES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +48,6 @@ MLFLOW_EXPERIMENT = "dslc-drift"
 TRAIN_DAG = "train"
 # Days of past reports read for the heatmap (the persistence rule needs fewer).
 HEATMAP_DAYS = 14
-PREDICTION_KEY = list(FEATURES.key)  # ds, carrier, flight, origin
 REPORT_SCHEMA = 1
 
 
@@ -253,36 +251,52 @@ def load_predictions(lake: Lake, model: str, days: list[str]) -> pd.DataFrame | 
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
+def _key_dtype(column: pd.Series) -> str:
+    """The dtype both sides of the label join cast a key column to."""
+    import pandas as pd
+
+    if pd.api.types.is_integer_dtype(column):
+        return "int64"
+    if pd.api.types.is_float_dtype(column):
+        return "float64"
+    return "string"
+
+
 def join_labels(
     predictions: pd.DataFrame, features: pd.DataFrame, version: str
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Labels and the champion's probabilities for the logged flights whose label is known.
+    """Labels and the champion's probabilities for the logged rows whose label is known.
 
-    Only rows logged by champion ``version`` count; a flight predicted several times counts
+    Rows are matched on the feature table's key (for flights: ds, carrier, flight, origin).
+    Only rows logged by champion ``version`` count; a row predicted several times counts
     once, with its latest prediction. Returns (y, p, row counts).
     """
     import pandas as pd
+
+    from dslc.usecase import get_usecase
+
+    spec = get_usecase().features
+    key, label = list(spec.key), spec.label
+    types = {col: _key_dtype(features[col]) for col in key}
 
     counts: dict[str, Any] = {"logged": len(predictions)}
     versions = predictions["model_version"].astype("string")
     counts["by_version"] = {str(k): int(v) for k, v in versions.value_counts().sort_index().items()}
     pred = predictions.loc[versions == str(version)].copy()
     counts["champion"] = len(pred)
-    pred["flight"] = pd.to_numeric(pred["flight"], errors="coerce").astype("Int64")
-    keyed = pred.dropna(subset=["flight"])
+    for col, kind in types.items():
+        if kind != "string":
+            pred[col] = pd.to_numeric(pred[col], errors="coerce")
+    keyed = pred.dropna(subset=key)
     counts["without_key"] = len(pred) - len(keyed)
     if "request_time" in keyed:
         keyed = keyed.sort_values("request_time", kind="stable")
-    keyed = keyed.drop_duplicates(PREDICTION_KEY, keep="last")
-    left = keyed.loc[:, [*PREDICTION_KEY, "probability"]].astype(
-        {"ds": "string", "carrier": "string", "origin": "string", "flight": "int64"}
-    )
-    right = features.loc[:, [*PREDICTION_KEY, FEATURES.label]].astype(
-        {"ds": "string", "carrier": "string", "origin": "string", "flight": "int64"}
-    )
-    joined = left.merge(right, on=PREDICTION_KEY, how="inner")
+    keyed = keyed.drop_duplicates(key, keep="last")
+    left = keyed.loc[:, [*key, "probability"]].astype(types)
+    right = features.loc[:, [*key, label]].astype(types)
+    joined = left.merge(right, on=key, how="inner")
     counts["labelled"] = len(joined)
-    y = joined[FEATURES.label].to_numpy(dtype="int64")
+    y = joined[label].to_numpy(dtype="int64")
     p = joined["probability"].to_numpy(dtype="float64")
     return y, p, counts
 
@@ -317,10 +331,13 @@ def compute(
     ds: str,
     window: int,
     policy: Policy,
-    dataset: str = "flights",
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Score the window ending at ``ds`` against the champion; write and return the report."""
     from dslc.monitoring import drift
+    from dslc.settings import get_settings
+
+    dataset = dataset or get_settings().dataset
 
     days = window_days(ds, window)
     # The window and the ones before it that the persistence rule looks at, each read once.

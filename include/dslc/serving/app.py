@@ -85,7 +85,7 @@ def self_test(pipeline: Any, predictor: Any, columns: dict[str, list[Any]]) -> N
     import numpy as np
     import pandas as pd
 
-    from dslc.model.training import features_of
+    from dslc.model.spec import features_of
 
     n = len(next(iter(columns.values())))
     got = np.asarray(predictor.predict_proba(columns), dtype=np.float64)

@@ -260,7 +260,7 @@ def _check_encoder(encoder: Any, where: str) -> None:
         raise ModelLayoutError(
             f"{where}: the OrdinalEncoder must map unknown and missing values to NaN "
             "(handle_unknown='use_encoded_value', unknown_value=nan, "
-            "encoded_missing_value=nan); retrain with dslc.training.build_pipeline"
+            "encoded_missing_value=nan); retrain with dslc.usecases.tabular.gradient_boosting"
         )
 
 
@@ -302,13 +302,13 @@ def _outer_layout(prep: Any) -> tuple[list[str], dict[str, dict[Any, float]]]:
 
 
 def compile_model(pipeline: Pipeline) -> Predictor:
-    """Compile a fitted ``dslc.model.training.build_pipeline`` pipeline for fast serving."""
+    """Compile a fitted :func:`dslc.usecases.tabular.gradient_boosting` pipeline for serving."""
     import numpy as np
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.utils.validation import check_is_fitted
 
-    from dslc.model.training import MODEL_FEATURES
+    from dslc.model.spec import model_features
 
     steps = dict(pipeline.named_steps) if hasattr(pipeline, "named_steps") else {}
     prep, model = steps.get("prep"), steps.get("model")
@@ -317,17 +317,19 @@ def compile_model(pipeline: Pipeline) -> Predictor:
     ):
         raise ModelLayoutError(
             "expected a Pipeline with steps 'prep' (ColumnTransformer) and 'model' "
-            "(HistGradientBoostingClassifier), as dslc.training.build_pipeline makes; got "
+            "(HistGradientBoostingClassifier), as dslc.usecases.tabular.gradient_boosting "
+            "makes; got "
             f"{[(k, type(v).__name__) for k, v in steps.items()]}"
         )
     check_is_fitted(model)
     if model.n_trees_per_iteration_ != 1 or len(model.classes_) != 2:
         raise ModelLayoutError("only a binary classifier can be compiled")
     features = [str(f) for f in getattr(prep, "feature_names_in_", [])]
-    if features != list(MODEL_FEATURES):
+    expected = model_features()
+    if features != expected:
         raise ModelLayoutError(
-            f"the pipeline was fitted on columns {features}, not dslc.training.MODEL_FEATURES "
-            f"{list(MODEL_FEATURES)}: retrain it"
+            f"the pipeline was fitted on columns {features}, not the use case's model inputs "
+            f"{expected}: retrain it"
         )
     outer_names, outer_codes = _outer_layout(prep)
     if len(outer_names) != model.n_features_in_:
@@ -372,7 +374,7 @@ def compile_model(pipeline: Pipeline) -> Predictor:
         _Tree(p.nodes, p.raw_left_cat_bitsets) for iteration in model._predictors for p in iteration
     ]
     return Predictor(
-        features=list(MODEL_FEATURES),
+        features=expected,
         order=order,
         codes=codes,
         trees=trees,

@@ -87,9 +87,9 @@ class PredictionLog:
         if flush_seconds <= 0 or max_rows < 1:
             raise ValueError("flush_seconds must be > 0 and max_rows >= 1")
         if categorical is None:
-            from dslc.usecases.flights.datasets import FEATURES
+            from dslc.model.spec import model_spec
 
-            categorical = FEATURES.categorical
+            categorical = model_spec().categorical
         self.lake = lake
         self.model = model
         self.flush_seconds = flush_seconds
@@ -336,9 +336,9 @@ def write_atomic(lake: Lake, data: bytes, *parts: str) -> None:
 def log_columns(features: list[str] | None = None) -> list[str]:
     """The prediction log's columns, in order."""
     if features is None:
-        from dslc.model.training import MODEL_FEATURES
+        from dslc.model.spec import model_features
 
-        features = list(MODEL_FEATURES)
+        features = model_features()
     return [
         "request_id",
         "request_time",

@@ -73,25 +73,13 @@ class FieldSpec:
 
 
 def feature_specs() -> dict[str, FieldSpec]:
-    """What each model feature may hold, from the flights and weather dataset descriptions."""
-    from dslc.data.features import WEATHER_FEATURES
-    from dslc.usecases.flights.datasets import FEATURES, FLIGHTS, WEATHER
+    """What each model input may hold, from the use case's serving fields."""
+    from dslc.usecase import get_usecase
 
-    specs = {name: FieldSpec(name, "str") for name in FEATURES.categorical}
-    dist = FLIGHTS.column("distance")
-    specs["distance"] = FieldSpec("distance", "float", not dist.required, dist.min, dist.max)
-    for prefix, source in (("sched_dep", "sched_dep_time"), ("sched_arr", "sched_arr_time")):
-        col = FLIGHTS.column(source)  # HHMM
-        lo, hi = (col.min or 0) // 100, (col.max or 2359) // 100
-        specs[f"{prefix}_hour"] = FieldSpec(f"{prefix}_hour", "float", False, lo, hi, True)
-        specs[f"{prefix}_minute"] = FieldSpec(f"{prefix}_minute", "float", False, 0, 59, True)
-    specs["day_of_week"] = FieldSpec("day_of_week", "float", False, 0, 6, True)  # Monday = 0
-    for name in WEATHER_FEATURES:
-        col = WEATHER.column(name)
-        specs[name] = FieldSpec(name, "float", not col.required, col.min, col.max)
-    missing = set(FEATURES.categorical) | set(FEATURES.numeric)
-    assert missing <= specs.keys(), f"no serving spec for {sorted(missing - specs.keys())}"
-    return specs
+    return {
+        f.name: FieldSpec(f.name, f.kind, f.nullable, f.min, f.max, f.integral)
+        for f in get_usecase().serving_fields
+    }
 
 
 @dataclass
@@ -298,12 +286,13 @@ class InputSchema:
     # -- construction --------------------------------------------------------------------
     @classmethod
     def default(cls) -> InputSchema:
-        """The schema of the use case's model: its features with their dataset specs."""
-        from dslc.model.training import MODEL_FEATURES
+        """The schema of the use case's model: its inputs with their serving specs."""
+        from dslc.usecase import get_usecase
 
         specs = feature_specs()
+        usecase = get_usecase()
         return cls(
-            [specs[name] for name in MODEL_FEATURES], source="dslc.usecases.flights.datasets"
+            [specs[name] for name in usecase.model.features], source=f"use case {usecase.name}"
         )
 
     @classmethod
@@ -528,7 +517,7 @@ class InputSchema:
             "description": "Flight number, kept in the prediction log.",
         }
         return {
-            "title": "FlightRecord",
+            "title": "Record",
             "type": "object",
             "properties": props,
             "required": list(self.names),
@@ -537,9 +526,9 @@ class InputSchema:
 
     def sample(self) -> dict[str, list[Any]]:
         """Two plausible rows (the second with every nullable value null), for a self-test."""
-        from dslc.usecases.flights.datasets import CARRIERS, DESTS, ORIGINS
+        from dslc.usecase import get_usecase
 
-        cats = {"carrier": min(CARRIERS), "origin": min(ORIGINS), "dest": min(DESTS)}
+        cats = {f.name: f.example for f in get_usecase().serving_fields if f.example is not None}
         out: dict[str, list[Any]] = {}
         for f in self.fields:
             if f.kind == "str":

