@@ -22,9 +22,12 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, task
 
+from dslc.settings import get_settings
 from dslc_airflow.sensors import LandingSensor
 
-FEATURES = Asset(name="dslc_features_flights", uri="dslc://lake/features/flights")
+# The use case's primary dataset (DSLC_USECASE; flights by default) names the feature table.
+_dataset = get_settings().dataset
+FEATURES = Asset(name=f"dslc_features_{_dataset}", uri=f"dslc://lake/features/{_dataset}")
 
 
 def _run(fn_name: str, **kwargs: Any) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def _run(fn_name: str, **kwargs: Any) -> dict[str, Any]:
 )
 def ingest() -> None:
     # Poke interval and timeout: DSLC_LANDING_POKE_SECONDS / DSLC_LANDING_TIMEOUT_SECONDS.
-    wait = LandingSensor(task_id="wait_for_landing", dataset="flights", retries=0)
+    wait = LandingSensor(task_id="wait_for_landing", dataset=_dataset, retries=0)
 
     @task
     def extract(ds: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Use cases defined only in the tests: they prove the stages know no use case."""
