@@ -52,7 +52,8 @@ def _span(runs: list[dict[str, Any]]) -> float:
 
 def run(small: bool = False) -> dict[str, Any]:
     from dslc.data import sources
-    from dslc.dev import airflow_api, stack
+    from dslc.dev import airflow_api
+    from dslc.dev.console import make_console
     from dslc.lake import Lake
     from tests.support import ephemeral_stack
 
@@ -69,7 +70,7 @@ def run(small: bool = False) -> dict[str, Any]:
         sources.replay(lake, singles[0], singles[-1])
         with airflow_api.AirflowClient.from_settings(settings) as client:
             client.login()
-            airflow_api.wait_for_dag(client, "ingest", stack._console())
+            airflow_api.wait_for_dag(client, "ingest", make_console())
             client.set_paused("ingest", False)
             for label, day in zip(("single_cold", "single_warm"), singles, strict=True):
                 t = time.perf_counter()

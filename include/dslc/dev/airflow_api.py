@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from dslc.dev.stack import CliError, reported
+from dslc.dev.console import CliError, make_console, reported
 from dslc.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -609,9 +609,7 @@ def _backfill(
     max_active_runs: int | None,
     timeout: float | None,
 ) -> bool:
-    from rich.console import Console
-
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     window = backfill_window(first, last)
     with AirflowClient.from_settings(settings) as client:
         client.login()
@@ -772,9 +770,7 @@ def trigger_cli(
 
     Returns the final run record; on failure prints the failed tasks with their UI links.
     """
-    from rich.console import Console
-
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     with reported(), AirflowClient.from_settings(settings or get_settings()) as client:
         client.login()
         wait_for_dag(client, dag_id, console)

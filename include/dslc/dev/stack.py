@@ -36,8 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
+from dslc.dev.console import CliError, make_console, reported
 from dslc.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -56,37 +55,8 @@ STOP_GRACE_SECONDS = 20.0
 _POLL_SECONDS = 1.0
 
 
-class CliError(typer.Exit):
-    """An error the user can act on: the CLI prints ``message`` (no traceback) and exits 1.
-
-    It is a :class:`typer.Exit` so Typer exits quietly once :func:`reported` printed it;
-    library callers and tests catch it like any exception and read ``message``.
-    """
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(code)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class StackError(CliError):
     """A problem starting, stopping or reaching the embedded stack."""
-
-
-@contextlib.contextmanager
-def reported() -> Iterator[None]:
-    """Print a :class:`CliError`'s message on stderr before it propagates."""
-    try:
-        yield
-    except CliError as e:
-        from rich.console import Console
-        from rich.text import Text
-
-        error = Text.assemble(("Error: ", "bold red"), e.message)
-        Console(stderr=True, highlight=False, soft_wrap=True).print(error)
-        raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,12 +656,6 @@ def _wait_healthy(
             time.sleep(_POLL_SECONDS)
 
 
-def _console() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
-
-
 def up(timeout: float = 180.0, settings: Settings | None = None) -> None:
     """Start whatever part of the stack is not running and wait until all of it is healthy.
 
@@ -704,7 +668,7 @@ def up(timeout: float = 180.0, settings: Settings | None = None) -> None:
 
 
 def _up(timeout: float, settings: Settings) -> None:
-    console = _console()
+    console = make_console()
     for sub in ("logs", "pids", "mlflow/artifacts", "airflow"):
         (settings.state_dir / sub).mkdir(parents=True, exist_ok=True)
     alive = running(settings)
@@ -801,7 +765,7 @@ def down(settings: Settings | None = None, grace: float = STOP_GRACE_SECONDS) ->
 
 
 def _down(settings: Settings, grace: float) -> None:
-    console = _console()
+    console = make_console()
     targets: list[ProcessRecord] = []
     for name, record in _stoppable(settings):
         if record is None:
@@ -850,7 +814,7 @@ def status(settings: Settings | None = None) -> int:
     from rich.table import Table
 
     settings = settings or get_settings()
-    console = _console()
+    console = make_console()
     alive = running(settings)
     health = probe(settings)
     table = Table(title=f"dslc stack ({settings.state_dir})")
