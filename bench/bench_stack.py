@@ -52,7 +52,9 @@ def _span(runs: list[dict[str, Any]]) -> float:
 
 def run(small: bool = False) -> dict[str, Any]:
     from dslc.data import sources
-    from dslc.dev import airflow_api, stack
+    from dslc.dev import backfill
+    from dslc.dev.airflow_client import AirflowClient, backfill_window
+    from dslc.dev.console import make_console
     from dslc.lake import Lake
     from tests.support import ephemeral_stack
 
@@ -67,9 +69,9 @@ def run(small: bool = False) -> dict[str, Any]:
         lake = Lake(settings.lake)
         sources.replay(lake, backfill_first, backfill_last)
         sources.replay(lake, singles[0], singles[-1])
-        with airflow_api.AirflowClient.from_settings(settings) as client:
+        with AirflowClient.from_settings(settings) as client:
             client.login()
-            airflow_api.wait_for_dag(client, "ingest", stack._console())
+            backfill.wait_for_dag(client, "ingest", make_console())
             client.set_paused("ingest", False)
             for label, day in zip(("single_cold", "single_warm"), singles, strict=True):
                 t = time.perf_counter()
@@ -80,11 +82,11 @@ def run(small: bool = False) -> dict[str, Any]:
                 result[f"{label}_run_s"] = _span(runs)
                 result[f"{label}_state"] = runs[0]["state"]
             t = time.perf_counter()
-            ok = airflow_api.backfill_cli(
+            ok = backfill.backfill_cli(
                 "ingest", backfill_first, backfill_last, "failed", wait=True, settings=settings
             )
             result["backfill_wall_s"] = round(time.perf_counter() - t, 1)
-            window = airflow_api.backfill_window(backfill_first, backfill_last)
+            window = backfill_window(backfill_first, backfill_last)
             runs = client.list_dag_runs("ingest", *window)
             result["backfill_ok"] = ok
             result["backfill_runs"] = len(runs)

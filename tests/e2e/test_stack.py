@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from dslc.dev import stack
-from dslc.dev.airflow_api import AirflowClient, backfill_cli
+from dslc.dev.airflow_client import AirflowClient
+from dslc.dev.backfill import backfill_cli
 from dslc.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +72,7 @@ def test_token_works(e2e_stack: Settings) -> None:
 
 
 def test_wrong_password_is_rejected(e2e_stack: Settings) -> None:
-    from dslc.dev.airflow_api import AirflowApiError
+    from dslc.dev.airflow_client import AirflowApiError
 
     with (
         AirflowClient(e2e_stack.airflow_url, "admin", "wrong") as api,

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dslc.dev.airflow_api import AirflowClient
+from dslc.dev.airflow_client import AirflowClient
 from dslc.lake import get_lake
 from dslc.model import registry
 from dslc.settings import Settings

@@ -90,14 +90,14 @@ def backfill(
     ] = None,
 ) -> None:
     """Start a backfill through Airflow's REST API and follow its progress."""
-    from dslc.dev import airflow_api
+    from dslc.dev.backfill import backfill_cli
 
     first, last = _date(start), _date(end)
     if last < first:
         raise typer.BadParameter(f"--end {end} is before --start {start}")
     if reprocess not in {"none", "failed", "completed"}:
         raise typer.BadParameter("--reprocess must be one of: none, failed, completed")
-    ok = airflow_api.backfill_cli(
+    ok = backfill_cli(
         dag_id, first, last, reprocess=reprocess, wait=wait, max_active_runs=max_active_runs
     )
     raise typer.Exit(0 if ok else 1)

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dslc.dev.airflow_api import AirflowClient
+    from dslc.dev.airflow_client import AirflowClient
     from dslc.lake import Lake
     from dslc.settings import Settings
 
@@ -286,8 +286,8 @@ def _wait_train_idle(client: AirflowClient, timeout: float = 1800.0) -> None:
 
 
 def main() -> int:
-    from dslc.dev import airflow_api, stack
-    from dslc.dev.airflow_api import AirflowClient
+    from dslc.dev import backfill, stack
+    from dslc.dev.airflow_client import AirflowClient
     from dslc.dev.replay import replay_cli
     from dslc.lake import get_lake
     from dslc.model import registry
@@ -306,7 +306,7 @@ def main() -> int:
         replay_cli(START, END)
         replay_cli(REPLAY_START, REPLAY_END)
     with _phase(f"3/7 backfilling ingest {START}..{END} through the REST API", "ingest"):
-        ok &= airflow_api.backfill_cli("ingest", START, END, reprocess="failed", wait=True)
+        ok &= backfill.backfill_cli("ingest", START, END, reprocess="failed", wait=True)
 
     with AirflowClient.from_settings(settings) as client:
         client.login()
@@ -318,10 +318,10 @@ def main() -> int:
             champion = registry.get_alias(registry.client(), settings.model_name, "champion")
             run = None
             if champion is None:
-                run = airflow_api.trigger_cli("train", FIRST_CHAMPION_CONF, wait=False)
+                run = backfill.trigger_cli("train", FIRST_CHAMPION_CONF, wait=False)
             else:
                 print(f"champion already registered: version {champion.version}")
-            ok &= airflow_api.backfill_cli(
+            ok &= backfill.backfill_cli(
                 "ingest", REPLAY_START, REPLAY_END, reprocess="failed", wait=True
             )
             if run is not None:
@@ -338,7 +338,7 @@ def main() -> int:
             f"6/7 drift_monitor {REPLAY_START}..{REPLAY_END}, day by day (it triggers train)",
             "drift+retrain",
         ):
-            ok &= airflow_api.backfill_cli(
+            ok &= backfill.backfill_cli(
                 "drift_monitor",
                 REPLAY_START,
                 REPLAY_END,

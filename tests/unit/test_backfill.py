@@ -1,8 +1,5 @@
-"""Unit tests of our Airflow REST client logic (dates, progress accounting, error messages).
-
-Airflow itself is faked with ``httpx.MockTransport``: these tests check what *our* code sends
-and how it reads answers, not Airflow.
-"""
+"""Unit tests of ``dslc backfill``: progress accounting, the parts it creates, what it reports.
+Airflow is faked (``tests.unit.airflow_fakes``): runs finish after a few polls."""
 
 from __future__ import annotations
 
@@ -14,58 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from dslc.dev import airflow_api
-from dslc.dev.airflow_api import AirflowApiError, AirflowClient, BackfillProgress
-
-UTC = dt.UTC
-D1, D2, D3 = (dt.datetime(2013, 1, d, tzinfo=UTC) for d in (1, 2, 3))
-BASE = "http://127.0.0.1:18080"
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def client(handler: Handler) -> AirflowClient:
-    return AirflowClient(BASE, "admin", "pw", transport=httpx.MockTransport(handler))
-
-
-def token_ok(request: httpx.Request) -> httpx.Response | None:
-    if request.url.path == "/auth/token":
-        assert json.loads(request.content) == {"username": "admin", "password": "pw"}
-        return httpx.Response(201, json={"access_token": "tok"})
-    return None
-
-
-def run(ds: dt.datetime, state: str) -> dict[str, Any]:
-    return {
-        "dag_run_id": f"backfill__{ds.isoformat()}",
-        "logical_date": ds.isoformat().replace("+00:00", "Z"),
-        "state": state,
-    }
-
-
-# ---------------------------------------------------------------------------- dates
-
-
-def test_backfill_window_is_inclusive_midnights_utc() -> None:
-    first, last = airflow_api.backfill_window(dt.date(2013, 1, 1), dt.date(2013, 1, 3))
-    assert (first, last) == (D1, D3)
-    assert airflow_api.iso(last) == "2013-01-03T00:00:00Z"
-
-
-def test_backfill_window_single_day_and_empty() -> None:
-    assert airflow_api.backfill_window(dt.date(2013, 1, 2), dt.date(2013, 1, 2)) == (D2, D2)
-    with pytest.raises(ValueError, match="empty"):
-        airflow_api.backfill_window(dt.date(2013, 1, 2), dt.date(2013, 1, 1))
-
-
-@pytest.mark.parametrize(
-    "raw", ["2013-01-02T00:00:00Z", "2013-01-02T00:00:00+00:00", "2013-01-02T00:00:00"]
-)
-def test_parse_time_accepts_airflow_formats(raw: str) -> None:
-    assert airflow_api.parse_time(raw) == D2
-
-
-# ---------------------------------------------------------------------------- progress
+from dslc.dev import backfill
+from dslc.dev.airflow_client import AirflowApiError, AirflowClient
+from dslc.dev.backfill import BackfillProgress
+from tests.unit.airflow_fakes import BASE, D1, D2, D3, UTC, client, run, token_ok
 
 
 def test_progress_counts_only_expected_runs() -> None:
@@ -94,91 +43,10 @@ def test_progress_ok_only_when_all_succeeded() -> None:
 
 
 def test_run_url_quotes_run_id() -> None:
-    url = airflow_api.run_url(BASE, "ingest", "backfill__2013-01-01T00:00:00+00:00", "extract")
+    url = backfill.run_url(BASE, "ingest", "backfill__2013-01-01T00:00:00+00:00", "extract")
     assert url == (
         f"{BASE}/dags/ingest/runs/backfill__2013-01-01T00%3A00%3A00%2B00%3A00/tasks/extract"
     )
-
-
-# ---------------------------------------------------------------------------- error messages
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ({"detail": "There is already a running backfill for dag ingest"}, "already a running"),
-        (
-            {"detail": [{"loc": ["body", "reprocess_behavior"], "msg": "Input should be 'none'"}]},
-            "reprocess_behavior: Input should be 'none'",
-        ),
-        ({"detail": {"reason": "not_found", "message": "x"}}, "not_found"),
-        ("plain text", "plain text"),
-    ],
-)
-def test_format_detail(body: Any, expected: str) -> None:
-    assert expected in airflow_api.format_detail(body)
-
-
-def test_not_reachable_says_run_dslc_up() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    with pytest.raises(
-        AirflowApiError, match=r"not reachable at http://127\.0\.0\.1:18080.*dslc up"
-    ):
-        client(handler).login()
-
-
-def test_wrong_password_is_a_clear_error() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(401, json={"detail": "Invalid credentials"})
-
-    with pytest.raises(AirflowApiError, match="rejected the password of user 'admin'"):
-        client(handler).login()
-
-
-def test_expired_token_is_renewed_once() -> None:
-    logins = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/auth/token":
-            logins.append(1)
-            return httpx.Response(201, json={"access_token": f"tok{len(logins)}"})
-        if request.headers["Authorization"] == "Bearer tok1":
-            return httpx.Response(401, json={"detail": "expired"})
-        return httpx.Response(200, json={"dag_id": "ingest", "is_paused": False})
-
-    assert client(handler).get_dag("ingest") == {"dag_id": "ingest", "is_paused": False}
-    assert len(logins) == 2
-
-
-def test_create_backfill_body_and_conflict_detail() -> None:
-    seen: list[dict[str, Any]] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if (resp := token_ok(request)) is not None:
-            return resp
-        assert request.headers["Authorization"] == "Bearer tok"
-        seen.append(json.loads(request.content))
-        detail = "There is already a running backfill for dag ingest"
-        return httpx.Response(409, json={"detail": detail})
-
-    with pytest.raises(AirflowApiError, match=r"HTTP 409.*already a running backfill"):
-        client(handler).create_backfill("ingest", D1, D3, "failed", max_active_runs=2)
-    assert seen == [
-        {
-            "dag_id": "ingest",
-            "from_date": "2013-01-01T00:00:00Z",
-            "to_date": "2013-01-03T00:00:00Z",
-            "reprocess_behavior": "failed",
-            "max_active_runs": 2,
-        }
-    ]
-
-
-def test_unknown_reprocess_behavior_is_refused_locally() -> None:
-    with pytest.raises(ValueError, match="reprocess_behavior"):
-        client(lambda r: httpx.Response(500)).create_backfill("ingest", D1, D3, "all")
 
 
 def test_dag_not_found_lists_known_dags_and_import_errors() -> None:
@@ -199,47 +67,11 @@ def test_dag_not_found_lists_known_dags_and_import_errors() -> None:
     from rich.console import Console
 
     with pytest.raises(AirflowApiError) as info:
-        airflow_api.wait_for_dag(client(handler), "nope", Console(quiet=True), timeout=0.0)
+        backfill.wait_for_dag(client(handler), "nope", Console(quiet=True), timeout=0.0)
     message = info.value.message
     assert "DAG 'nope' not found" in message
     assert "Known DAGs: ingest, train" in message
     assert "/dags/bad.py: NameError: name 'x' is not defined" in message
-
-
-def test_list_dag_runs_pages_and_filters_by_logical_date() -> None:
-    queries: list[httpx.QueryParams] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if (resp := token_ok(request)) is not None:
-            return resp
-        queries.append(request.url.params)
-        offset = int(request.url.params["offset"])
-        page = [run(D1, "success")] * (100 if offset == 0 else 5)
-        return httpx.Response(200, json={"dag_runs": page, "total_entries": 105})
-
-    runs = client(handler).list_dag_runs("ingest", D1, D3)
-    assert len(runs) == 105
-    assert [q["offset"] for q in queries] == ["0", "100"]
-    assert queries[0]["logical_date_gte"] == "2013-01-01T00:00:00Z"
-    assert queries[0]["logical_date_lte"] == "2013-01-03T00:00:00Z"
-
-
-def test_failed_tasks_ignores_upstream_failed() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if (resp := token_ok(request)) is not None:
-            return resp
-        assert request.url.params.get_list("state") == ["failed", "upstream_failed"]
-        tis = [
-            {"task_id": "validate", "state": "failed", "map_index": -1},
-            {"task_id": "build_features", "state": "upstream_failed", "map_index": -1},
-            {"task_id": "shard", "state": "failed", "map_index": 2},
-        ]
-        return httpx.Response(200, json={"task_instances": tis})
-
-    assert client(handler).failed_tasks("ingest", "r1") == ["shard[2]", "validate"]
-
-
-# ---------------------------------------------------------------------------- backfill_cli
 
 
 class FakeAirflow:
@@ -307,8 +139,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeAirflow]:
         monkeypatch.setattr(
             AirflowClient, "from_settings", classmethod(lambda cls, settings=None: client(airflow))
         )
-        monkeypatch.setattr(airflow_api, "POLL_SECONDS", 0.0)
-        monkeypatch.setattr(airflow_api.time, "sleep", lambda _s: None)
+        monkeypatch.setattr(backfill, "POLL_SECONDS", 0.0)
+        monkeypatch.setattr(backfill.time, "sleep", lambda _s: None)
         return airflow
 
     return make
@@ -318,7 +150,7 @@ def test_backfill_cli_unpauses_and_succeeds(
     fake: Callable[..., FakeAirflow], capsys: pytest.CaptureFixture[str]
 ) -> None:
     airflow = fake({D1: "success", D2: "success", D3: "success"}, paused=True)
-    ok = airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
+    ok = backfill.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
     assert ok is True
     # Paused while the runs are created (a race on SQLite), unpaused for them to run.
     assert airflow.patched == [{"is_paused": True}, {"is_paused": False}]
@@ -332,7 +164,7 @@ def test_backfill_cli_reports_failed_days_and_tasks(
     fake: Callable[..., FakeAirflow], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake({D1: "success", D2: "failed", D3: "success"})
-    ok = airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
+    ok = backfill.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
     assert ok is False
     out = capsys.readouterr().out
     assert "1 failed" in out
@@ -342,7 +174,7 @@ def test_backfill_cli_reports_failed_days_and_tasks(
 
 def test_backfill_cli_no_wait_returns_after_create(fake: Callable[..., FakeAirflow]) -> None:
     airflow = fake({D1: "failed"})
-    assert airflow_api.backfill_cli(
+    assert backfill.backfill_cli(
         "ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 1), "none", wait=False
     )
     assert airflow.polls == 0
@@ -355,7 +187,7 @@ def test_backfill_cli_follows_an_active_backfill_before_creating(
     airflow.active = [
         {"id": 3, "from_date": D1.isoformat(), "to_date": D3.isoformat(), "completed_at": None}
     ]
-    assert airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
+    assert backfill.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 3), "failed")
     out = capsys.readouterr().out
     assert "Backfill #3 of ingest" in out and "still active: following it" in out
     assert airflow.paused is False
@@ -363,10 +195,10 @@ def test_backfill_cli_follows_an_active_backfill_before_creating(
 
 def test_backfill_parts_split_long_windows_into_consecutive_runs() -> None:
     days = [dt.datetime(2013, 1, 1, tzinfo=UTC) + dt.timedelta(days=i) for i in range(40)]
-    parts = airflow_api.backfill_parts(days, 15)
+    parts = backfill.backfill_parts(days, 15)
     assert [(a.day, b.day) for a, b in parts] == [(1, 15), (16, 30), (31, 9)]
-    assert airflow_api.backfill_parts(days, None) == [(days[0], days[-1])]
-    assert airflow_api.backfill_parts([], 15) == []
+    assert backfill.backfill_parts(days, None) == [(days[0], days[-1])]
+    assert backfill.backfill_parts([], 15) == []
 
 
 def test_long_backfill_is_created_part_by_part_with_the_dag_paused_meanwhile(
@@ -374,7 +206,7 @@ def test_long_backfill_is_created_part_by_part_with_the_dag_paused_meanwhile(
 ) -> None:
     days = [dt.datetime(2013, 1, 1, tzinfo=UTC) + dt.timedelta(days=i) for i in range(31)]
     airflow = fake(dict.fromkeys(days, "success"))
-    assert airflow_api.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 31), "failed")
+    assert backfill.backfill_cli("ingest", dt.date(2013, 1, 1), dt.date(2013, 1, 31), "failed")
     assert [(b["from_date"][:10], b["to_date"][:10]) for b in airflow.created] == [
         ("2013-01-01", "2013-01-15"),
         ("2013-01-16", "2013-01-30"),
@@ -397,7 +229,7 @@ def test_a_new_backfill_waits_until_the_previous_one_is_marked_completed(
         {"id": 3, "from_date": D1.isoformat(), "to_date": D1.isoformat(), "completed_at": None}
     ]
     part = (D2, D3)
-    assert airflow_api._create_part(client(airflow), "ingest", part, "failed", None) == 7
+    assert backfill._create_part(client(airflow), "ingest", part, "failed", None) == 7
     assert airflow.refused == 0
     assert airflow.backfill_reads == 4
     assert airflow.created[0]["from_date"] == "2013-01-02T00:00:00Z"

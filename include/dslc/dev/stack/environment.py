@@ -1,0 +1,203 @@
+"""How each service of the stack is run: its command line, its environment, its address.
+
+Airflow is configured only through ``AIRFLOW__*`` environment variables built by
+:func:`airflow_env` (inherited ``AIRFLOW_*`` variables are dropped so a stack is reproducible):
+SQLite metadata DB and LocalExecutor under ``<state>/airflow``, the repo's ``dags/`` and
+``plugins/``, SimpleAuthManager with one admin user, and
+``AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False`` so new DAGs run without a click in the UI.
+Every service gets the ``DSLC_*`` settings of this stack, so tasks see the same lake and ports.
+
+The serving process starts on the current ``champion`` version (resolved and pinned at start)
+or on no model, until a deploy loads one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from dslc.dev.stack.paths import airflow_home, bin_dir, executable, password_file
+from dslc.dev.stack.secrets import airflow_secrets, serving_token
+from dslc.settings import get_settings
+
+if TYPE_CHECKING:
+    from dslc.settings import Settings
+
+SIMPLE_AUTH_MANAGER = (
+    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+)
+# The start order.
+SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "serving")
+
+
+def _base_env(settings: Settings) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AIRFLOW_") and not k.startswith("DSLC_")
+    }
+    env["PATH"] = os.pathsep.join([str(bin_dir()), env.get("PATH", os.defpath)])
+    loopback = "127.0.0.1,localhost,::1"
+    for key in ("NO_PROXY", "no_proxy"):
+        env[key] = ",".join(filter(None, [env.get(key), loopback]))
+    # Pass DSLC_* through, pinned to what this stack uses so tasks see the same lake and ports.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("DSLC_")})
+    env.update(
+        {
+            "DSLC_HOME": str(settings.state_dir),
+            "DSLC_PROJECT_ROOT": str(settings.project_root),
+            "DSLC_AIRFLOW_HOST": settings.airflow_host,
+            "DSLC_AIRFLOW_PORT": str(settings.airflow_port),
+            "DSLC_MLFLOW_HOST": settings.mlflow_host,
+            "DSLC_MLFLOW_PORT": str(settings.mlflow_port),
+            "MLFLOW_TRACKING_URI": settings.mlflow_url,
+            "DO_NOT_TRACK": "true",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+    )
+    return env
+
+
+def airflow_env(settings: Settings | None = None) -> dict[str, str]:
+    """The complete environment of the Airflow components (also usable by tests).
+
+    Inherited ``AIRFLOW_*`` variables are dropped: the stack never picks up another
+    AIRFLOW_HOME or a test session's configuration by accident.
+    """
+    settings = settings or get_settings()
+    home = airflow_home(settings)
+    keys = airflow_secrets(settings)
+    url = settings.airflow_url
+    env = _base_env(settings)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "dslc.settings.SQLITE_CONNECT_ARGS",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.project_root / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.project_root / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # New DAGs start unpaused so the demo runs without clicking in the UI.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__API__HOST": settings.airflow_host,
+            "AIRFLOW__API__PORT": str(settings.airflow_port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": keys["secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+            # The deploy task tells the serving process to load a version.
+            "DSLC_SERVING_ADMIN_TOKEN": serving_token(settings),
+        }
+    )
+    return env
+
+
+def command(settings: Settings, name: str) -> list[str]:
+    """The command line that starts service ``name``."""
+    if name == "mlflow":
+        root = settings.state_dir / "mlflow"
+        return [
+            executable("mlflow"),
+            "server",
+            "--host",
+            settings.mlflow_host,
+            "--port",
+            str(settings.mlflow_port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+        ]
+    if name == "api-server":
+        host, port = settings.airflow_host, str(settings.airflow_port)
+        return [executable("airflow"), "api-server", "--host", host, "--port", port]
+    if name == "serving":
+        return [
+            executable("python"),
+            "-m",
+            "dslc.serving",
+            "--model",
+            _serving_model(settings),
+            "--host",
+            settings.serving_host,
+            "--port",
+            str(settings.serving_port),
+        ]
+    if name == "scheduler":
+        # The executor forks task processes from the scheduler's workers: start them warm.
+        return [executable("python"), "-m", "dslc.dev.preload", "scheduler"]
+    return [executable("airflow"), name]
+
+
+def _serving_model(settings: Settings) -> str:
+    """The champion's version, pinned (``models:/<name>/<v>``), or ``none`` if there is none."""
+    from dslc.model import registry
+
+    try:
+        c = registry.client(settings.mlflow_url)
+        mv = registry.get_alias(c, settings.model_name, registry.CHAMPION)
+    except registry.RegistryError:
+        return "none"
+    return "none" if mv is None else f"models:/{settings.model_name}/{mv.version}"
+
+
+def serving_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment of the serving process (lake, MLflow, admin token)."""
+    settings = settings or get_settings()
+    env = _base_env(settings)
+    env["DSLC_SERVING_ADMIN_TOKEN"] = serving_token(settings)
+    env["DSLC_SERVING_HOST"] = settings.serving_host
+    env["DSLC_SERVING_PORT"] = str(settings.serving_port)
+    return env
+
+
+def mlflow_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment of the MLflow server.
+
+    MLflow's server-side job runner (a huey consumer for GenAI jobs) is switched off: this
+    project does not use it, it slows the start and does not stop promptly on SIGTERM.
+    """
+    env = _base_env(settings or get_settings())
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    return env
+
+
+def env_for(settings: Settings, name: str) -> dict[str, str]:
+    """The environment service ``name`` starts with."""
+    if name == "serving":
+        return serving_env(settings)
+    return mlflow_env(settings) if name == "mlflow" else airflow_env(settings)
+
+
+def port_of(settings: Settings, name: str) -> tuple[int, str] | None:
+    """The port service ``name`` listens on and the variable that sets it (None: no port)."""
+    if name == "api-server":
+        return settings.airflow_port, "DSLC_AIRFLOW_PORT"
+    if name == "mlflow":
+        return settings.mlflow_port, "DSLC_MLFLOW_PORT"
+    if name == "serving":
+        return settings.serving_port, "DSLC_SERVING_PORT"
+    return None
+
+
+def url_of(settings: Settings, name: str) -> str:
+    """The address service ``name`` answers on, as ``dslc status`` shows it."""
+    if name == "api-server":
+        return settings.airflow_url
+    if name == "mlflow":
+        return f"http://{settings.mlflow_host}:{settings.mlflow_port}"
+    if name == "serving":
+        return f"http://{settings.serving_host}:{settings.serving_port}"
+    return "-"

@@ -1,0 +1,178 @@
+"""``dslc up``, ``down`` and ``status``: start what is not running and wait until it is healthy,
+stop what ``up`` started (and only that), and show where each service stands.
+
+``up`` starts MLflow and the Airflow components first, and the serving process once MLflow is
+healthy (it looks up the champion there).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dslc.dev.console import make_console, reported
+from dslc.dev.stack.environment import SERVICES, url_of
+from dslc.dev.stack.health import check_ports, probe, wait_healthy
+from dslc.dev.stack.migrations import migrate_if_needed
+from dslc.dev.stack.paths import log_path, logs_dir, password_file
+from dslc.dev.stack.processes import (
+    ProcessRecord,
+    cleanup_pid_files,
+    create_time,
+    owns_group,
+    read_record,
+    running,
+    spawn,
+    stop_groups,
+)
+from dslc.dev.stack.secrets import admin_password, airflow_secrets, seed_password
+from dslc.settings import get_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.console import Console
+
+    from dslc.settings import Settings
+
+# Scheduler first, so no new tasks start while the rest stops.
+STOP_ORDER = ("scheduler", "triggerer", "dag-processor", "serving", "api-server", "mlflow")
+STOP_GRACE_SECONDS = 20.0
+
+
+def up(timeout: float = 180.0, settings: Settings | None = None) -> None:
+    """Start whatever part of the stack is not running and wait until all of it is healthy.
+
+    Idempotent: a service whose recorded process is alive (same pid and create time) is left
+    alone. Raises :class:`StackError` (a clean CLI error) if a port is taken by another program,
+    a process dies while starting, or the stack is not healthy within ``timeout`` seconds.
+    """
+    with reported():
+        _up(timeout, settings or get_settings())
+
+
+def _up(timeout: float, settings: Settings) -> None:
+    console = make_console()
+    for sub in ("logs", "pids", "mlflow/artifacts", "airflow"):
+        (settings.state_dir / sub).mkdir(parents=True, exist_ok=True)
+    alive = running(settings)
+    missing = [name for name in SERVICES if name not in alive]
+    if alive:
+        console.print(f"Already running: {', '.join(sorted(alive))}")
+    # A service whose main process died but whose children live on (e.g. a uvicorn worker
+    # still holding the port) is stopped before it is started again.
+    orphans = [
+        record
+        for record in (read_record(settings, name) for name in missing)
+        if record is not None and owns_group(record)
+    ]
+    if orphans:
+        console.print(f"Cleaning up leftovers of {', '.join(r.name for r in orphans)}")
+        stop_groups(orphans, STOP_GRACE_SECONDS, console)
+    check_ports(settings, missing)
+    seed_password(settings)
+    airflow_secrets(settings)
+    if any(name != "mlflow" for name in missing):
+        migrate_if_needed(settings, console)
+    started = {}
+    # Serving starts last: it needs MLflow up to find the champion it serves.
+    for name in (n for n in missing if n != "serving"):
+        started[name] = spawn(settings, name)
+        console.print(f"Started {name} (pid {started[name].pid}), log: {log_path(settings, name)}")
+    core = [n for n in SERVICES if n != "serving"]
+    elapsed = wait_healthy(settings, console, timeout, {**alive, **started}, core)
+    if "serving" in missing:
+        record = started["serving"] = spawn(settings, "serving")
+        console.print(
+            f"Started serving (pid {record.pid}) on {record.argv[record.argv.index('--model') + 1]}"
+            f", log: {log_path(settings, 'serving')}"
+        )
+        elapsed += wait_healthy(settings, console, timeout, {**alive, **started})
+    console.print(f"[green]Stack healthy[/green] after {elapsed:.1f}s")
+    _print_access(console, settings)
+
+
+def _print_access(console: Console, settings: Settings) -> None:
+    from rich.markup import escape
+
+    console.print(f"  Airflow UI   {settings.airflow_url}")
+    console.print(f"  MLflow UI    http://{settings.mlflow_host}:{settings.mlflow_port}")
+    console.print(f"  Serving API  {settings.serving_base_url}  (docs: /docs)")
+    source = (
+        "DSLC_AIRFLOW_PASSWORD"
+        if settings.airflow_password is not None
+        else str(password_file(settings))
+    )
+    console.print(
+        f"  Airflow login  user [bold]{settings.airflow_username}[/bold]  "
+        f"password [bold]{escape(admin_password(settings))}[/bold]  (from {escape(source)})",
+    )
+    console.print(f"  Logs         {logs_dir(settings)}")
+    console.print(
+        "  New DAGs are unpaused at creation (AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION)."
+    )
+
+
+def _stoppable(settings: Settings) -> Iterator[tuple[str, ProcessRecord | None]]:
+    for name in STOP_ORDER:
+        yield name, read_record(settings, name)
+
+
+def down(settings: Settings | None = None, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop the process groups `up` started (SIGTERM, then SIGKILL after ``grace`` seconds).
+
+    Only recorded processes that are still ours are signalled; pid files are removed. Idempotent.
+    """
+    with reported():
+        _down(settings or get_settings(), grace)
+
+
+def _down(settings: Settings, grace: float) -> None:
+    console = make_console()
+    targets: list[ProcessRecord] = []
+    for name, record in _stoppable(settings):
+        if record is None:
+            continue
+        if owns_group(record):
+            targets.append(record)
+        elif create_time(record.pid) is None:
+            console.print(f"{name} (pid {record.pid}) had already exited")
+        else:
+            console.print(f"{name}: pid {record.pid} now belongs to another program; left alone")
+    if not targets:
+        console.print("Nothing to stop.")
+    else:
+        stop_groups(targets, grace, console)
+        for record in targets:
+            console.print(f"Stopped {record.name} (pid {record.pid})")
+    cleanup_pid_files(settings, SERVICES)
+
+
+def status(settings: Settings | None = None) -> int:
+    """Print a table (service, pid, url, healthy).
+
+    Returns 0 if every service is running and healthy, 3 if none is running, 1 otherwise.
+    """
+    from rich.table import Table
+
+    settings = settings or get_settings()
+    console = make_console()
+    alive = running(settings)
+    health = probe(settings)
+    table = Table(title=f"dslc stack ({settings.state_dir})")
+    for column in ("service", "pid", "url", "healthy"):
+        table.add_column(column)
+    all_ok = True
+    for name in SERVICES:
+        record = alive.get(name)
+        ok = record is not None and health[name]
+        all_ok = all_ok and ok
+        table.add_row(
+            name,
+            str(record.pid) if record else "-",
+            url_of(settings, name),
+            "[green]yes[/green]" if ok else ("[red]no[/red]" if record else "not running"),
+        )
+    console.print(table)
+    if all_ok:
+        return 0
+    return 3 if not alive else 1
