@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from dslc.usecase import UseCase
 
 
 def _default_root() -> Path:
@@ -209,3 +213,10 @@ SQLITE_CONNECT_ARGS = {"timeout": 60}
 def get_settings() -> Settings:
     """The process-wide settings (cached; call ``get_settings.cache_clear()`` in tests)."""
     return Settings()
+
+
+def get_usecase() -> UseCase:
+    """The use case the settings select (``DSLC_USECASE``)."""
+    from dslc.usecase import load_usecase
+
+    return load_usecase(get_settings().usecase)

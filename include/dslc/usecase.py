@@ -8,7 +8,8 @@ model (:class:`ModelSpec`), the evaluation slices and the demo's calendar.
 
 ``DSLC_USECASE`` selects it (default ``flights``, :mod:`dslc.usecases.flights`): a bare name is
 a package under :mod:`dslc.usecases`, a dotted path any importable module; either way the
-module exposes ``USECASE``. Importing this module does no I/O and imports nothing heavy.
+module exposes ``USECASE`` (:func:`load_usecase`; :func:`dslc.settings.get_usecase` gives the
+selected one). Importing this module does no I/O and imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -247,10 +248,3 @@ def load_usecase(name: str) -> UseCase:
             f"found {type(usecase).__name__}"
         )
     return usecase
-
-
-def get_usecase() -> UseCase:
-    """The use case the settings select (``DSLC_USECASE``)."""
-    from dslc.settings import get_settings
-
-    return load_usecase(get_settings().usecase)

@@ -23,7 +23,7 @@ def build(
 ) -> pd.DataFrame:
     """The feature rows of day ``ds`` from its raw frames (by dataset name; None if absent)."""
     if usecase is None:
-        from dslc.usecase import get_usecase
+        from dslc.settings import get_usecase
 
         usecase = get_usecase()
     spec = usecase.features

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dslc.lake import Lake, day
-from dslc.usecase import get_usecase
+from dslc.settings import get_usecase
 
 if TYPE_CHECKING:
     import pandas as pd

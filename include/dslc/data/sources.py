@@ -46,7 +46,7 @@ def replay(
     weather of 2013-12-31) is skipped for that dataset, as the upstream system would.
     """
     if usecase is None:
-        from dslc.usecase import get_usecase
+        from dslc.settings import get_usecase
 
         usecase = get_usecase()
     source = usecase.source

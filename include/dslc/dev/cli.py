@@ -58,7 +58,7 @@ def replay(
 ) -> None:
     """Play the upstream system: land each day's CSV files under landing/ in the lake."""
     from dslc.dev.replay import replay_cli
-    from dslc.usecase import get_usecase
+    from dslc.settings import get_usecase
 
     first, last = _date(start), _date(end)
     if last < first:

@@ -22,6 +22,7 @@ months).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -35,22 +36,30 @@ if TYPE_CHECKING:
     from dslc.dev.airflow_client import AirflowClient
     from dslc.lake import Lake
     from dslc.settings import Settings
+    from dslc.usecase import DemoCalendar
 
-START = dt.date.fromisoformat(os.environ.get("DSLC_DEMO_START", "2013-01-01"))
-END = dt.date.fromisoformat(os.environ.get("DSLC_DEMO_END", "2013-03-31"))
-# Mid-May to the end of June: spring turns to summer (temperature, humidity, the late rate).
-REPLAY_START = dt.date.fromisoformat(os.environ.get("DSLC_DEMO_REPLAY_START", "2013-05-15"))
-REPLAY_END = dt.date.fromisoformat(os.environ.get("DSLC_DEMO_REPLAY_END", "2013-06-30"))
-# The first champion: a 7-day holdout (the default 3 days of late March are too few flights
-# for a stable AUC: 0.57-0.61 there against 0.72 on 7 days, same model family).
-FIRST_CHAMPION_CONF = {
-    "reason": "demo: first champion",
-    "window_end": END.isoformat(),
-    "holdout_days": 7,
-    "valid_days": 7,
-    "max_iter": 100,
-    "learning_rate": 0.05,
-}
+
+def _calendar() -> DemoCalendar:
+    """The use case's demo calendar, each day overridable by a ``DSLC_DEMO_*`` variable."""
+    from dslc.settings import get_usecase
+
+    usecase = get_usecase()
+    if usecase.demo is None:
+        raise SystemExit(f"the use case {usecase.name!r} has no demo calendar: nothing to replay")
+    cal = usecase.demo
+
+    def day(var: str, default: dt.date) -> dt.date:
+        return dt.date.fromisoformat(os.environ.get(var, default.isoformat()))
+
+    return dataclasses.replace(
+        cal,
+        start=day("DSLC_DEMO_START", cal.start),
+        end=day("DSLC_DEMO_END", cal.end),
+        replay_start=day("DSLC_DEMO_REPLAY_START", cal.replay_start),
+        replay_end=day("DSLC_DEMO_REPLAY_END", cal.replay_end),
+    )
+
+
 TIMINGS: dict[str, float] = {}
 
 
@@ -294,35 +303,38 @@ def main() -> int:
     from dslc.settings import get_settings
 
     settings = get_settings()
+    cal = _calendar()
+    start, end, replay_start, replay_end = cal.start, cal.end, cal.replay_start, cal.replay_end
+    first_champion = {**cal.first_champion, "window_end": end.isoformat()}
     lake = get_lake()
     ok = True
     with _phase(f"1/7 starting the embedded stack (state in {settings.state_dir})", "up"):
         stack.up()
     with _phase(
-        f"2/7 landing {START}..{END} and {REPLAY_START}..{REPLAY_END} "
+        f"2/7 landing {start}..{end} and {replay_start}..{replay_end} "
         "(the upstream system's daily CSV drops)",
         "land",
     ):
-        replay_cli(START, END)
-        replay_cli(REPLAY_START, REPLAY_END)
-    with _phase(f"3/7 backfilling ingest {START}..{END} through the REST API", "ingest"):
-        ok &= backfill.backfill_cli("ingest", START, END, reprocess="failed", wait=True)
+        replay_cli(start, end)
+        replay_cli(replay_start, replay_end)
+    with _phase(f"3/7 backfilling ingest {start}..{end} through the REST API", "ingest"):
+        ok &= backfill.backfill_cli("ingest", start, end, reprocess="failed", wait=True)
 
     with AirflowClient.from_settings(settings) as client:
         client.login()
         with _phase(
-            f"4/7 first champion on the {settings.train_window_days} days up to {END}, "
-            f"while ingest backfills {REPLAY_START}..{REPLAY_END}",
+            f"4/7 first champion on the {settings.train_window_days} days up to {end}, "
+            f"while ingest backfills {replay_start}..{replay_end}",
             "champion+ingest",
         ):
             champion = registry.get_alias(registry.client(), settings.model_name, "champion")
             run = None
             if champion is None:
-                run = backfill.trigger_cli("train", FIRST_CHAMPION_CONF, wait=False)
+                run = backfill.trigger_cli("train", first_champion, wait=False)
             else:
                 print(f"champion already registered: version {champion.version}")
             ok &= backfill.backfill_cli(
-                "ingest", REPLAY_START, REPLAY_END, reprocess="failed", wait=True
+                "ingest", replay_start, replay_end, reprocess="failed", wait=True
             )
             if run is not None:
                 run = _wait_run(client, "train", str(run["dag_run_id"]))
@@ -331,17 +343,17 @@ def main() -> int:
         with _phase("5/7 the serving API scores each replayed day's flights", "score"):
             ready = wait_ready(settings)
             print(f"serving {ready.get('model')} version {ready.get('version')}")
-            scored = score_days(settings, lake, _days(REPLAY_START, REPLAY_END))
+            scored = score_days(settings, lake, _days(replay_start, replay_end))
             if scored:
                 print(f"scored {sum(scored.values())} flights over {len(scored)} days")
         with _phase(
-            f"6/7 drift_monitor {REPLAY_START}..{REPLAY_END}, day by day (it triggers train)",
+            f"6/7 drift_monitor {replay_start}..{replay_end}, day by day (it triggers train)",
             "drift+retrain",
         ):
             ok &= backfill.backfill_cli(
                 "drift_monitor",
-                REPLAY_START,
-                REPLAY_END,
+                replay_start,
+                replay_end,
                 reprocess="failed",
                 wait=True,
                 max_active_runs=1,
@@ -350,7 +362,7 @@ def main() -> int:
             ready = wait_ready(settings)
         print("== 7/7 what happened")
         print(models())
-        events, report = drift_events(lake, REPLAY_START, REPLAY_END)
+        events, report = drift_events(lake, replay_start, replay_end)
         print(events)
         print(retraining_runs(client))
         champion = registry.get_alias(registry.client(), settings.model_name, "champion")

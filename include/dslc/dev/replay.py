@@ -11,7 +11,7 @@ def replay_cli(first: dt.date, last: dt.date, dataset: str | None = None) -> Non
 
     from dslc.data.sources import replay, replay_order
     from dslc.lake import get_lake
-    from dslc.usecase import get_usecase
+    from dslc.settings import get_usecase
 
     usecase = get_usecase()
     lake = get_lake()

@@ -66,7 +66,7 @@ def slices(df: pd.DataFrame, spec: Sequence[Slice] | None = None) -> dict[str, p
     """Boolean masks per slice value (``column=value`` -> mask): every value of a column, or
     its ``top`` values by row count."""
     if spec is None:
-        from dslc.usecase import get_usecase
+        from dslc.settings import get_usecase
 
         spec = get_usecase().slices
     out: dict[str, pd.Series] = {}

@@ -532,7 +532,7 @@ def register(
     drift reference profile fitted on its training rows."""
     from dslc.model import profile as drift_profile
     from dslc.model.split import load_frame, read_split
-    from dslc.usecase import get_usecase
+    from dslc.settings import get_usecase
 
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def model_spec() -> ModelSpec:
     """The selected use case's model spec."""
-    from dslc.usecase import get_usecase
+    from dslc.settings import get_usecase
 
     return get_usecase().model
 
@@ -50,6 +50,6 @@ def features_of(df: pd.DataFrame, spec: ModelSpec | None = None) -> pd.DataFrame
 
 def label_of(df: pd.DataFrame) -> Any:
     """The label column as a numpy array."""
-    from dslc.usecase import get_usecase
+    from dslc.settings import get_usecase
 
     return df[get_usecase().features.label].to_numpy()

@@ -273,7 +273,7 @@ def join_labels(
     """
     import pandas as pd
 
-    from dslc.usecase import get_usecase
+    from dslc.settings import get_usecase
 
     spec = get_usecase().features
     key, label = list(spec.key), spec.label

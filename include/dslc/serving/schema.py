@@ -74,7 +74,7 @@ class FieldSpec:
 
 def feature_specs() -> dict[str, FieldSpec]:
     """What each model input may hold, from the use case's serving fields."""
-    from dslc.usecase import get_usecase
+    from dslc.settings import get_usecase
 
     return {
         f.name: FieldSpec(f.name, f.kind, f.nullable, f.min, f.max, f.integral)
@@ -287,7 +287,7 @@ class InputSchema:
     @classmethod
     def default(cls) -> InputSchema:
         """The schema of the use case's model: its inputs with their serving specs."""
-        from dslc.usecase import get_usecase
+        from dslc.settings import get_usecase
 
         specs = feature_specs()
         usecase = get_usecase()
@@ -526,7 +526,7 @@ class InputSchema:
 
     def sample(self) -> dict[str, list[Any]]:
         """Two plausible rows (the second with every nullable value null), for a self-test."""
-        from dslc.usecase import get_usecase
+        from dslc.settings import get_usecase
 
         cats = {f.name: f.example for f in get_usecase().serving_fields if f.example is not None}
         out: dict[str, list[Any]] = {}

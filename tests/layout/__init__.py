@@ -1,0 +1,1 @@
+"""Structural tests: the package layout and its import rules."""
