@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from dslc.lake import Lake, day
 from dslc.settings import get_usecase
@@ -22,6 +22,38 @@ if TYPE_CHECKING:
     from dslc.usecase import Dataset
 
 log = logging.getLogger(__name__)
+
+
+class Staged(TypedDict):
+    """What ``extract`` staged for one dataset (XCom of the `extract` task, per dataset)."""
+
+    dataset: str
+    ds: str
+    rows: int
+
+
+class Published(TypedDict):
+    """What ``validate`` published to raw/ for one dataset."""
+
+    dataset: str
+    ds: str
+    rows: int
+    content_hash: str
+    validation: str
+    """URI of the saved validation result."""
+
+
+class FeaturesBuilt(TypedDict):
+    """The day's feature partition (also the Asset event's extra, less the last two keys)."""
+
+    partition: str
+    uri: str
+    ds: str
+    rows: int
+    content_hash: str
+    label_rate: float
+    secondary: dict[str, bool]
+    """Per secondary dataset: was it published that day."""
 
 
 class IngestError(Exception):
@@ -72,7 +104,7 @@ def _read_landed(lake: Lake, dataset: Dataset, ds: str) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def extract(lake: Lake, dataset_name: str, ds: str) -> dict[str, Any]:
+def extract(lake: Lake, dataset_name: str, ds: str) -> Staged:
     """Parse the day's landed CSV and stage it as Parquet for validation."""
     import pandas as pd
 
@@ -145,7 +177,7 @@ def check(lake: Lake, dataset_name: str, ds: str) -> tuple[dict[str, Any], str, 
     return result, message, df
 
 
-def publish_raw(lake: Lake, dataset_name: str, ds: str, df: pd.DataFrame) -> dict[str, Any]:
+def publish_raw(lake: Lake, dataset_name: str, ds: str, df: pd.DataFrame) -> Published:
     """Publish a validated day to raw/ and drop its staging copy."""
     dataset = get_dataset(dataset_name)
     manifest = lake.publish(Lake.partition("raw", dataset.name, ds), typed(df, dataset))
@@ -161,7 +193,7 @@ def publish_raw(lake: Lake, dataset_name: str, ds: str, df: pd.DataFrame) -> dic
     }
 
 
-def build_features(lake: Lake, ds: str, dataset_name: str | None = None) -> dict[str, Any]:
+def build_features(lake: Lake, ds: str, dataset_name: str | None = None) -> FeaturesBuilt:
     """Build the day's features from its raw datasets; publish ``features/<primary>/ds=...``."""
     from dslc.data import features
 
@@ -194,7 +226,7 @@ def build_features(lake: Lake, ds: str, dataset_name: str | None = None) -> dict
     }
 
 
-def extract_day(lake: Lake, ds: str) -> dict[str, Any]:
+def extract_day(lake: Lake, ds: str) -> dict[str, Staged]:
     """Extract the primary dataset (required) and the secondary ones landed for the day."""
     usecase = get_usecase()
     primary = usecase.primary.name
@@ -207,7 +239,7 @@ def extract_day(lake: Lake, ds: str) -> dict[str, Any]:
     return out
 
 
-def validate_day(lake: Lake, ds: str) -> dict[str, Any]:
+def validate_day(lake: Lake, ds: str) -> dict[str, Published]:
     """Validate every dataset staged for the day; publish to raw/ only if all of them pass.
 
     On any failure the failing inputs go to quarantine/ with their results, nothing of the

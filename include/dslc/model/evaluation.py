@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from dslc.lake import Lake
+    from dslc.model.results import Evaluated, Headline
     from dslc.usecase import Slice
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def evaluate(
     model_name: str,
     force_promote: bool,
     tracking_uri: str | None = None,
-) -> dict[str, Any]:
+) -> Evaluated:
     """Score challenger and champion on the holdout; log both to the run; return a summary."""
     from dslc.model import registry
 
@@ -139,7 +140,7 @@ def evaluate(
     result["collapsed_slices"] = collapsed_slices(result["challenger"], result.get("champion"))
     result["holdout"] = {"rows": len(holdout), "days": sorted(holdout["ds"].unique().tolist())}
     registry.log_evaluation(run_id, result, tracking_uri=tracking_uri)
-    summary = {
+    summary: Evaluated = {
         "run_id": run_id,
         "challenger": _headline(result["challenger"]),
         "champion": _headline(result["champion"]) if "champion" in result else None,
@@ -151,6 +152,11 @@ def evaluate(
     return summary
 
 
-def _headline(scored: dict[str, Any]) -> dict[str, float]:
+def _headline(scored: dict[str, Any]) -> Headline:
     o = scored["overall"]
-    return {k: round(float(o[k]), 5) for k in ("roc_auc", "pr_auc", "log_loss", "brier")}
+    return {
+        "roc_auc": round(float(o["roc_auc"]), 5),
+        "pr_auc": round(float(o["pr_auc"]), 5),
+        "log_loss": round(float(o["log_loss"]), 5),
+        "brier": round(float(o["brier"]), 5),
+    }

@@ -5,6 +5,7 @@ Pure: reads the evaluation summary, returns a :class:`Decision` with the reason 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,9 @@ class Decision:
     reason: str
 
 
-def decide(evaluation: dict[str, Any], *, tolerance: float, floor: float, force: bool) -> Decision:
+def decide(
+    evaluation: Mapping[str, Any], *, tolerance: float, floor: float, force: bool
+) -> Decision:
     """The gate: not worse than the champion by more than ``tolerance``, above ``floor``, no
     slice collapsed; or ``force``."""
     ch = evaluation["challenger"]["roc_auc"]

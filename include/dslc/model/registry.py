@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from dslc.lake import Lake
+    from dslc.model.results import Logged, Promoted, Registered
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ def log_training_run(
     input_example: pd.DataFrame,
     lineage: dict[str, str],
     tracking_uri: str | None = None,
-) -> dict[str, Any]:
+) -> Logged:
     """Log params, metrics, split and model to the DAG run's MLflow run (reused on retry)."""
     from dslc.settings import get_settings
 
@@ -527,7 +528,7 @@ def register(
     model_name: str,
     lineage: dict[str, str],
     tracking_uri: str | None = None,
-) -> dict[str, Any]:
+) -> Registered:
     """Register the run's model as a new version (once per run) with lineage tags and the
     drift reference profile fitted on its training rows."""
     from dslc.model import profile as drift_profile
@@ -616,13 +617,13 @@ def reference_profile(
 def promote(
     name: str,
     version: str,
-    evaluation: dict[str, Any],
+    evaluation: Mapping[str, Any],
     *,
     tolerance: float,
     floor: float,
     force: bool,
     tracking_uri: str | None = None,
-) -> dict[str, Any]:
+) -> Promoted:
     """Apply the gate; on pass move ``champion`` (CAS on the evaluated champion) and keep
     ``previous_champion``; on reject tag the version with why. Returns the decision."""
     from dslc.model.gate import decide
@@ -634,7 +635,7 @@ def promote(
     with reporting(uri, f"promote {name} version {version}"):
         current = get_alias(c, name, CHAMPION)
         current_v = str(current.version) if current is not None else None
-        out = {
+        out: Promoted = {
             "version": version,
             "promote": decision.promote,
             "reason": decision.reason,

@@ -20,6 +20,8 @@ from dslc.lake import Lake, day
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dslc.model.results import Split, Window
+
 log = logging.getLogger(__name__)
 
 ZONE = "features"
@@ -77,9 +79,13 @@ def assemble(
     holdout_days: int,
     min_days: int,
     min_rows: int,
-    dataset: str = "flights",
-) -> dict[str, Any]:
+    dataset: str | None = None,
+) -> Split:
     """Pick the published partitions in the window, split them by date, write the manifest."""
+    if dataset is None:
+        from dslc.settings import get_settings
+
+        dataset = get_settings().dataset
     first, last = resolve_window(lake, window_end, window_days, dataset)
     published = [d for d in lake.published_days(ZONE, dataset) if first <= d <= last]
     wanted = [
@@ -129,9 +135,10 @@ def assemble(
             f"the window {first}..{last} has {rows['train']} training rows, fewer than the "
             f"minimum {min_rows}: widen 'window_days'"
         )
+    window: Window = {"first": first, "last": last, "days": window_days}
     split = {
         "dataset": dataset,
-        "window": {"first": first, "last": last, "days": window_days},
+        "window": window,
         "dag_run_id": dag_run_id,
         "missing_days": missing,
         "rows": rows,
@@ -149,7 +156,7 @@ def assemble(
     )
     return {
         "split": f"{key}/split.json",
-        "window": split["window"],
+        "window": window,
         "rows": rows,
         "missing_days": len(missing),
     }

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from dslc.lake import Lake
+    from dslc.model.results import Assembled, TrainConfig, Trained
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def train(
     dag_run_id: str,
     lineage: dict[str, str],
     tracking_uri: str | None = None,
-) -> dict[str, Any]:
+) -> Trained:
     """Fit on the split's train rows and log the run (idempotent per DAG run id)."""
     from dslc.model import evaluation, registry
 
@@ -169,7 +170,7 @@ def lineage(
 
 def assemble_run(
     lake: Lake, params: dict[str, Any], *, dag_run_id: str, run_type: str
-) -> dict[str, Any]:
+) -> Assembled:
     """The `assemble` task: check the DAG's params, split the window, record why we train.
 
     Returns the split location, the checked config and the lineage tags for the later tasks.
@@ -204,7 +205,7 @@ def assemble_run(
         report_uri=params.get("report_uri"),
         drifted=params.get("drifted_features"),
     )
-    config = {
+    config: TrainConfig = {
         "train": train_params.to_dict(),
         "tolerance": float(tolerance),
         "force_promote": bool(params.get("force_promote", False)),
