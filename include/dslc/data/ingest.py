@@ -13,6 +13,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import UserError
 from dslc.lake import Lake, day
 from dslc.usecases.flights.datasets import Dataset, get_dataset
 
@@ -25,7 +26,7 @@ PRIMARY = "flights"
 SECONDARY = ("weather",)
 
 
-class IngestError(Exception):
+class IngestError(UserError):
     """Input the pipeline refused; the message says what was wrong and where it went."""
 
 

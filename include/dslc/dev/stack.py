@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from dslc.errors import UserError
 from dslc.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ STOP_GRACE_SECONDS = 20.0
 _POLL_SECONDS = 1.0
 
 
-class CliError(typer.Exit):
+class CliError(UserError, typer.Exit):
     """An error the user can act on: the CLI prints ``message`` (no traceback) and exits 1.
 
     It is a :class:`typer.Exit` so Typer exits quietly once :func:`reported` printed it;

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import UserError
 from dslc.usecases.flights.datasets import FEATURES
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ SLICE_COLLAPSE_DROP = 0.05
 CHANCE_AUC = 0.5
 
 
-class EvaluationError(Exception):
+class EvaluationError(UserError):
     """Evaluation cannot be trusted (e.g. the champion cannot be loaded); says what to do."""
 
 

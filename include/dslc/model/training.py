@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import UserError
 from dslc.lake import Lake, day
 from dslc.usecases.flights.datasets import FEATURES
 
@@ -40,7 +41,7 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """A training run the user can fix (bad params, no data); the message says how."""
 
 

@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import UserError
 from dslc.lake import Lake, day
 from dslc.usecases.flights.datasets import FEATURES
 
@@ -53,7 +54,7 @@ PREDICTION_KEY = list(FEATURES.key)  # ds, carrier, flight, origin
 REPORT_SCHEMA = 1
 
 
-class DriftMonitorError(Exception):
+class DriftMonitorError(UserError):
     """A drift check the user can fix (bad params, a champion without a profile)."""
 
 
