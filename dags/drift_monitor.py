@@ -35,21 +35,10 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, task
 
 from dslc.settings import get_settings
+from dslc_airflow.errors import no_retry_on
 from dslc_airflow.sensors import PartitionSensor
 
 _settings = get_settings()
-
-
-def _user_errors(fn: Any) -> Any:
-    """Run ``fn``; errors the user must fix fail the task without retries."""
-    from dslc.model.registry import RegistryError, RegistryUnavailableError
-    from dslc.monitoring.monitor import DriftMonitorError
-    from dslc_airflow.errors import no_retry_on
-
-    with no_retry_on(
-        DriftMonitorError, RegistryError, ValueError, retry_on=(RegistryUnavailableError,)
-    ):
-        return fn()
 
 
 @dag(
@@ -141,7 +130,8 @@ def drift_monitor() -> None:
 
         settings = get_settings()
         p = dict(params or {})
-        champ = _user_errors(lambda: dm.champion(settings.model_name))
+        with no_retry_on():
+            champ = dm.champion(settings.model_name)
         if champ is None:
             why = (
                 f"no champion of {settings.model_name!r} yet: nothing to compare against "
@@ -149,8 +139,8 @@ def drift_monitor() -> None:
             )
             logging.getLogger("airflow.task").info(why)
             raise AirflowSkipException(why)
-        policy = _user_errors(
-            lambda: Policy.from_settings(
+        with no_retry_on():
+            policy = Policy.from_settings(
                 settings,
                 **{
                     k: p.get(k)
@@ -163,9 +153,7 @@ def drift_monitor() -> None:
                     )
                 },
             )
-        )
-        report = _user_errors(
-            lambda: dm.compute(
+            report = dm.compute(
                 lake(),
                 champ,
                 ds=str(ds),
@@ -173,7 +161,6 @@ def drift_monitor() -> None:
                 policy=policy,
                 dataset=settings.dataset,
             )
-        )
         return {
             "version": champ.version,
             "drifted": report["dataset"]["drifted"],
@@ -197,7 +184,8 @@ def drift_monitor() -> None:
             raise FileNotFoundError(f"no report.json for {day}: clear compute_drift")
         page = drift_report.render(today, dm.history(lk, day, dm.HEATMAP_DAYS))
         lk.write_text(page, dm.report_key(day), dm.REPORT_HTML)
-        logged = _user_errors(lambda: dm.log_to_mlflow(today, page))
+        with no_retry_on():
+            logged = dm.log_to_mlflow(today, page)
         links = {
             "html": lk.uri(dm.report_key(day), dm.REPORT_HTML),
             "json": lk.uri(dm.report_key(day), dm.REPORT_JSON),
@@ -227,18 +215,17 @@ def drift_monitor() -> None:
 
         settings = get_settings()
         variable = Variable.get("dslc_drift_retrain_enabled", default=None)
-        enabled, source = _user_errors(
-            lambda: dm.retrain_switch(
+        with no_retry_on():
+            enabled, source = dm.retrain_switch(
                 (params or {}).get("retrain"), variable, settings.drift_retrain_enabled
             )
-        )
         run_id = dm.trigger_run_id(str(ds), computed["version"])
         facts = dm.Facts(
             train_in_flight=ti.get_dr_count(dag_id=dm.TRAIN_DAG, states=["queued", "running"]),
             run_exists=ti.get_dr_count(dag_id=dm.TRAIN_DAG, run_ids=[run_id]) > 0,
         )
-        decision = _user_errors(
-            lambda: dm.decide(
+        with no_retry_on():
+            decision = dm.decide(
                 lake(),
                 ds=str(ds),
                 retrain_enabled=enabled,
@@ -246,7 +233,6 @@ def drift_monitor() -> None:
                 facts=facts,
                 train_window_days=settings.train_window_days,
             )
-        )
         log = logging.getLogger("airflow.task")
         if not decision["trigger"]:
             why = decision["blocked_by"] or [decision["policy"]["reason"]]
@@ -255,18 +241,21 @@ def drift_monitor() -> None:
         log.info("retrain %s: %s", run_id, decision["conf"]["reason"])
         return {"run_id": run_id, "conf": decision["conf"]}
 
+    # The calls pass XComArgs where the tasks take their values (Airflow resolves them at run
+    # time); Airflow's Task type cannot say so (apache/airflow#39514), hence the ignores
+    # (``decided`` is indexable: decide has multiple_outputs).
     computed = compute_drift()
-    decided = decide(computed)
+    decided = decide(computed)  # type: ignore[arg-type]
     wait >> computed
     # report and decide run side by side; the trigger waits for both, so the report the
     # train conf names exists before train starts.
-    reported = report(computed)
+    reported = report(computed)  # type: ignore[arg-type]
 
     trigger = TriggerDagRunOperator(
         task_id="trigger_retraining",
         trigger_dag_id="train",
-        trigger_run_id=decided["run_id"],
-        conf=decided["conf"],
+        trigger_run_id=decided["run_id"],  # type: ignore[index]
+        conf=decided["conf"],  # type: ignore[index]
         logical_date=None,
         wait_for_completion=False,
         # The run id is deterministic per (day, champion version): a re-run is a no-op.
@@ -291,7 +280,7 @@ def drift_monitor() -> None:
         )
 
     reported >> trigger
-    trigger >> record_trigger(decided)
+    trigger >> record_trigger(decided)  # type: ignore[arg-type]
 
 
 drift_monitor()

@@ -23,22 +23,12 @@ from typing import Any
 from airflow.sdk import Asset, dag, task
 
 from dslc.settings import get_settings
+from dslc_airflow.errors import no_retry_on
 from dslc_airflow.sensors import LandingSensor
 
 # The use case's primary dataset (DSLC_USECASE; flights by default) names the feature table.
 _dataset = get_settings().dataset
 FEATURES = Asset(name=f"dslc_features_{_dataset}", uri=f"dslc://lake/features/{_dataset}")
-
-
-def _run(fn_name: str, **kwargs: Any) -> dict[str, Any]:
-    """Call ``dslc.data.ingest.<fn_name>`` on the lake; bad input fails the task without retries."""
-    from dslc.data import ingest
-    from dslc_airflow.errors import no_retry_on
-    from dslc_airflow.lake import lake
-
-    with no_retry_on(ingest.IngestError):
-        result: dict[str, Any] = getattr(ingest, fn_name)(lake(), **kwargs)
-    return result
 
 
 @dag(
@@ -58,17 +48,29 @@ def ingest() -> None:
     @task
     def extract(ds: str | None = None) -> dict[str, Any]:
         """Parse the day's landed files and stage them for validation."""
-        return _run("extract_day", ds=ds)
+        from dslc.data import ingest
+        from dslc_airflow.lake import lake
+
+        with no_retry_on():
+            return ingest.extract_day(lake(), ds=str(ds))
 
     @task
     def validate(ds: str | None = None) -> dict[str, Any]:
         """Run the expectation suites; publish raw/ or quarantine the input."""
-        return _run("validate_day", ds=ds)
+        from dslc.data import ingest
+        from dslc_airflow.lake import lake
+
+        with no_retry_on():
+            return ingest.validate_day(lake(), ds=str(ds))
 
     @task(outlets=[FEATURES])
     def build_features(ds: str | None = None, outlet_events: Any = None) -> dict[str, Any]:
         """Publish the day's feature partition and announce it as an Asset event."""
-        result = _run("build_features", ds=ds)
+        from dslc.data import ingest
+        from dslc_airflow.lake import lake
+
+        with no_retry_on():
+            result = ingest.build_features(lake(), ds=str(ds))
         outlet_events[FEATURES].extra = {
             k: result[k] for k in ("partition", "uri", "ds", "rows", "content_hash")
         }

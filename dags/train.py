@@ -23,28 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 
 from dslc.settings import get_settings
-
-
-def _user_errors(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``fn``; errors the user must fix fail the task without retries."""
-    from dslc.model.evaluation import EvaluationError
-    from dslc.model.registry import RegistryError, RegistryUnavailableError
-    from dslc.model.training import TrainingError
-    from dslc_airflow.errors import no_retry_on
-
-    # The MLflow server may come back: that one keeps Airflow's retries.
-    with no_retry_on(
-        TrainingError, EvaluationError, RegistryError, retry_on=(RegistryUnavailableError,)
-    ):
-        result = fn()
-    return result
-
+from dslc_airflow.errors import no_retry_on
 
 _settings = get_settings()
 
@@ -168,11 +152,10 @@ def train() -> None:
         from dslc_airflow.lake import lake
 
         run_type = str(getattr(dag_run, "run_type", "manual"))
-        return _user_errors(
-            lambda: training.assemble_run(
+        with no_retry_on():
+            return training.assemble_run(
                 lake(), dict(params or {}), dag_run_id=str(run_id), run_type=run_type
             )
-        )
 
     @task(task_id="train")
     def fit(assembled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
@@ -180,15 +163,14 @@ def train() -> None:
         from dslc.model import training
         from dslc_airflow.lake import lake
 
-        return _user_errors(
-            lambda: training.train(
+        with no_retry_on():
+            return training.train(
                 lake(),
                 split_path=assembled["split"],
                 params=training.TrainParams(**assembled["config"]["train"]),
                 dag_run_id=str(run_id),
                 lineage=assembled["lineage"],
             )
-        )
 
     @task
     def evaluate(assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
@@ -196,15 +178,14 @@ def train() -> None:
         from dslc.model import evaluation
         from dslc_airflow.lake import lake
 
-        return _user_errors(
-            lambda: evaluation.evaluate(
+        with no_retry_on():
+            return evaluation.evaluate(
                 lake(),
                 split_path=assembled["split"],
                 run_id=trained["run_id"],
                 model_name=assembled["config"]["model_name"],
                 force_promote=assembled["config"]["force_promote"],
             )
-        )
 
     @task
     def register(assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
@@ -212,15 +193,14 @@ def train() -> None:
         from dslc.model import registry
         from dslc_airflow.lake import lake
 
-        return _user_errors(
-            lambda: registry.register(
+        with no_retry_on():
+            return registry.register(
                 lake(),
                 split_path=assembled["split"],
                 run_id=trained["run_id"],
                 model_name=assembled["config"]["model_name"],
                 lineage=assembled["lineage"],
             )
-        )
 
     @task
     def promote(
@@ -231,8 +211,8 @@ def train() -> None:
         from dslc.settings import get_settings
 
         config = assembled["config"]
-        return _user_errors(
-            lambda: registry.promote(
+        with no_retry_on():
+            return registry.promote(
                 config["model_name"],
                 registered["version"],
                 evaluated,
@@ -240,7 +220,6 @@ def train() -> None:
                 floor=get_settings().promote_auc_floor,
                 force=config["force_promote"],
             )
-        )
 
     @task(task_id="deploy")
     def deploy_champion(
@@ -275,12 +254,14 @@ def train() -> None:
             previous=promoted.get("previous_champion"),
         )
 
+    # The calls pass XComArgs where the tasks take their values (Airflow resolves them at run
+    # time); Airflow's Task type cannot say so (apache/airflow#39514), hence the ignores.
     assembled = assemble()
-    trained = fit(assembled)
-    evaluated = evaluate(assembled, trained)
-    registered = register(assembled, trained)
+    trained = fit(assembled)  # type: ignore[arg-type]
+    evaluated = evaluate(assembled, trained)  # type: ignore[arg-type]
+    registered = register(assembled, trained)  # type: ignore[arg-type]
     evaluated >> registered
-    deploy_champion(assembled, promote(assembled, evaluated, registered))
+    deploy_champion(assembled, promote(assembled, evaluated, registered))  # type: ignore[arg-type]
 
 
 train()

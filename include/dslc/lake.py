@@ -27,6 +27,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import ConfigError, UserError
+
 if TYPE_CHECKING:
     import pandas as pd
     from fsspec import AbstractFileSystem
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 MANIFEST = "_SUCCESS"
 
 
-class PartitionNotFoundError(FileNotFoundError):
+class PartitionNotFoundError(UserError, FileNotFoundError):
     """A partition has no published manifest."""
 
 
@@ -62,7 +64,7 @@ def day(ds: str | dt.date) -> str:
     if isinstance(ds, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", ds):
         with contextlib.suppress(ValueError):
             return dt.date.fromisoformat(ds).isoformat()
-    raise ValueError(f"partition day {ds!r} is not a date in YYYY-MM-DD form")
+    raise ConfigError(f"partition day {ds!r} is not a date in YYYY-MM-DD form")
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:

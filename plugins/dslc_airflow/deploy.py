@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 def build_target(kind: str | None = None) -> Target:
     """The deploy target ``kind`` (default ``DSLC_DEPLOY_TARGET``): ``local`` or ``kubernetes``."""
+    from dslc.errors import ConfigError
     from dslc.settings import get_settings
 
     settings = get_settings()
@@ -47,7 +48,7 @@ def build_target(kind: str | None = None) -> Target:
             timeout=settings.deploy_timeout_seconds,
             service_url=settings.k8s_service_url,
         )
-    raise ValueError(f"deploy target {kind!r} is not one of: local, kubernetes")
+    raise ConfigError(f"deploy target {kind!r} is not one of: local, kubernetes")
 
 
 def actor(dag_run: Any) -> str:
@@ -70,13 +71,12 @@ def run_deploy(
 ) -> dict[str, Any]:
     """Deploy inside a task: a failed (rolled back) deploy fails the task without retries."""
     from dslc import deploy
-    from dslc.model.registry import RegistryError, RegistryUnavailableError
     from dslc_airflow.errors import no_retry_on
     from dslc_airflow.lake import lake
 
-    # A rolled-back deploy would fail the same way again; MLflow down before anything moved
-    # keeps Airflow's retries.
-    with no_retry_on(deploy.DeployError, RegistryError, retry_on=(RegistryUnavailableError,)):
+    # A rolled-back deploy (a DeployError) would fail the same way again; MLflow down before
+    # anything moved keeps Airflow's retries.
+    with no_retry_on():
         record = deploy.deploy(
             model_name,
             version,

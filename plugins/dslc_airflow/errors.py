@@ -1,25 +1,30 @@
-"""How tasks turn the lifecycle's errors into Airflow outcomes."""
+"""How tasks turn the lifecycle's errors into Airflow outcomes.
+
+dslc sorts its errors by who can fix them (:mod:`dslc.errors`); a task body runs inside
+:func:`no_retry_on` and Airflow does the right thing with each kind.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dslc.errors import ServiceUnavailableError, UserError
+
 
 @contextmanager
-def no_retry_on(
-    *user_errors: type[BaseException], retry_on: tuple[type[BaseException], ...] = ()
-) -> Iterator[None]:
-    """Fail the task without retries on errors the user must fix (bad data, bad params).
+def no_retry_on() -> Iterator[None]:
+    """Fail the task without retries on a :class:`~dslc.errors.UserError`.
 
-    ``retry_on`` lists subclasses that are transient (e.g. a server down) and keep Airflow's
-    retries.
+    A :class:`~dslc.errors.ServiceUnavailableError` (MLflow down, say) keeps Airflow's retries,
+    also when it is a user error too (an unreachable registry is a ``RegistryError``); anything
+    else propagates unchanged.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
         yield
-    except retry_on:
+    except ServiceUnavailableError:
         raise
-    except user_errors as e:
+    except UserError as e:
         raise AirflowFailException(str(e)) from e

@@ -12,6 +12,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
+from dslc.errors import ConfigError, DataError
 from dslc.model.profile import OTHER, fit_profile
 from dslc.monitoring import drift
 
@@ -138,7 +139,7 @@ def test_scores_are_plain_json_and_an_all_missing_column_is_reported_not_crashed
 
 
 def test_a_batch_without_a_profiled_feature_is_refused(profile):
-    with pytest.raises(ValueError, match=r"lacks profiled feature\(s\) \['carrier'\]"):
+    with pytest.raises(DataError, match=r"lacks profiled feature\(s\) \['carrier'\]"):
         drift.score(profile, pd.DataFrame({c: [1.0] for c in NUMERIC}))
 
 
@@ -299,9 +300,10 @@ def test_policy_from_the_real_settings_uses_the_documented_defaults(monkeypatch)
 
 
 def test_a_bad_policy_says_what_is_wrong():
-    with pytest.raises(ValueError, match=r"persistence=0"):
+    # ConfigError: the drift DAG fails without retries; still a ValueError for older callers.
+    with pytest.raises(ConfigError, match=r"persistence=0"):
         drift.Policy(persistence=0)
-    with pytest.raises(ValueError, match=r"unknown drift policy field\(s\) \['psi'\]"):
+    with pytest.raises(ConfigError, match=r"unknown drift policy field\(s\) \['psi'\]"):
         drift.Policy.from_settings(SimpleNamespace(**_DEFAULTS), psi=0.3)  # type: ignore[arg-type]
 
 

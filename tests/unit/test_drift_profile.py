@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dslc.errors import DataError
 from dslc.model.profile import (
     OTHER,
     SAMPLE_ROWS,
@@ -201,7 +202,7 @@ def test_version_1_profiles_still_score_their_own_data_as_no_drift():
 
 
 def test_an_unknown_profile_version_says_what_to_do():
-    with pytest.raises(ValueError, match="re-register the model"):
+    with pytest.raises(DataError, match="re-register the model"):
         check_profile({"version": 99, "features": {}})
     with pytest.raises(ValueError, match="not columns of the training frame"):
         fit_profile(pd.DataFrame({"x": [1.0]}), ["x", "y"], [])

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dslc.errors import ConfigError
 from dslc.lake import MANIFEST, Lake, PartitionNotFoundError, day, parquet_bytes
 
 KEY = "raw/flights/ds=2013-01-02"
@@ -171,9 +172,10 @@ def test_day_normalises(given: str | dt.date, expected: str) -> None:
 
 @pytest.mark.parametrize("bad", ["2013-02-30", "2013-13-01", "2013-1-2", "yesterday", "", None])
 def test_day_rejects_bad_dates_with_a_clear_message(bad: object) -> None:
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConfigError) as err:
         day(bad)  # type: ignore[arg-type]
     assert str(err.value) == f"partition day {bad!r} is not a date in YYYY-MM-DD form"
+    assert isinstance(err.value, ValueError)  # training's `except ValueError` relies on it
 
 
 def test_day_of_a_datetime_is_its_date() -> None:

@@ -13,6 +13,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from dslc.errors import UserError
 from dslc.lake import Lake, day
 from dslc.settings import get_usecase
 
@@ -56,7 +57,7 @@ class FeaturesBuilt(TypedDict):
     """Per secondary dataset: was it published that day."""
 
 
-class IngestError(Exception):
+class IngestError(UserError):
     """Input the pipeline refused; the message says what was wrong and where it went."""
 
 

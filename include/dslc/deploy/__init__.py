@@ -26,6 +26,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dslc.errors import UserError
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DeployError(Exception):
+class DeployError(UserError):
     """A deploy failed (and was rolled back); the message says what failed and what to do."""
 
 

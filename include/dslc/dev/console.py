@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from dslc.errors import UserError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
 
-class CliError(typer.Exit):
+class CliError(UserError, typer.Exit):
     """An error the user can act on: the CLI prints ``message`` (no traceback) and exits 1.
 
     It is a :class:`typer.Exit` so Typer exits quietly once :func:`reported` printed it;

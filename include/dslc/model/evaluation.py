@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import UserError
 from dslc.model.spec import features_of, label_of
 from dslc.model.split import load_frame, read_split
 
@@ -33,7 +34,7 @@ SLICE_COLLAPSE_DROP = 0.05
 CHANCE_AUC = 0.5
 
 
-class EvaluationError(Exception):
+class EvaluationError(UserError):
     """Evaluation cannot be trusted (e.g. the champion cannot be loaded); says what to do."""
 
 

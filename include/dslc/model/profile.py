@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import DataError
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -346,7 +348,7 @@ def check_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
     """
     version = profile.get("version") if isinstance(profile, Mapping) else None
     if version not in SUPPORTED_VERSIONS or not isinstance(profile.get("features"), Mapping):
-        raise ValueError(
+        raise DataError(
             f"not a drift reference profile this dslc can read (version {version!r}, "
             f"supported {SUPPORTED_VERSIONS}): re-register the model to log a new profile"
         )

@@ -28,6 +28,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import ServiceUnavailableError, UserError
+
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
@@ -62,11 +64,11 @@ _MLFLOW_ENV = {
 _MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
 
 
-class RegistryError(Exception):
+class RegistryError(UserError):
     """Something in MLflow is not as it must be; the message says what and what to do."""
 
 
-class RegistryUnavailableError(RegistryError):
+class RegistryUnavailableError(RegistryError, ServiceUnavailableError):
     """The MLflow server cannot be reached."""
 
 

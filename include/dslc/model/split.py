@@ -15,6 +15,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import UserError
 from dslc.lake import Lake, day
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ ZONE = "features"
 SPLITS = ("train", "valid", "holdout")
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """A training run the user can fix (bad params, no data); the message says how."""
 
 

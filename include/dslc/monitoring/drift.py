@@ -52,6 +52,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import ConfigError, DataError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -215,7 +217,7 @@ def score(profile: Mapping[str, Any], df: pd.DataFrame) -> dict[str, dict[str, A
     profile = check_profile(profile)
     missing = [c for c in profile["features"] if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"the batch lacks profiled feature(s) {missing}: score the same feature table "
             "the model was trained on"
         )
@@ -264,7 +266,7 @@ class Policy:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"invalid drift policy {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}: "
                 "thresholds are positive (shares and JS at most 1), persistence >= 1"
             )
@@ -290,7 +292,7 @@ class Policy:
                 values[field] = getattr(settings, f"drift_{field}")
         unknown = set(overrides) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown drift policy field(s) {sorted(unknown)}: "
                 f"use {sorted(cls.__dataclass_fields__)}"
             )

@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import UserError
 from dslc.lake import Lake, day
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ HEATMAP_DAYS = 14
 REPORT_SCHEMA = 1
 
 
-class DriftMonitorError(Exception):
+class DriftMonitorError(UserError):
     """A drift check the user can fix (bad params, a champion without a profile)."""
 
 

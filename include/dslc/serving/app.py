@@ -34,6 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from dslc.errors import UserError
 from dslc.serving.batcher import MicroBatcher, NoModelError, PredictionError, ServedModel
 from dslc.serving.schema import InputSchema, RequestError, error, read_input_example
 
@@ -73,7 +74,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class LoadError(RuntimeError):
+class LoadError(UserError, RuntimeError):
     """A version could not be loaded or failed its self-test; the message says which and why."""
 
 

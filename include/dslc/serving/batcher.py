@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dslc.errors import DslcError, ServiceUnavailableError
+
 if TYPE_CHECKING:
     from dslc.serving.schema import InputSchema
 
@@ -55,11 +57,11 @@ class ServedModel:
         }
 
 
-class NoModelError(RuntimeError):
+class NoModelError(ServiceUnavailableError, RuntimeError):
     """No model is loaded yet."""
 
 
-class PredictionError(RuntimeError):
+class PredictionError(DslcError, RuntimeError):
     """The model call failed for a request that passed validation (a server-side problem)."""
 
 

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import UserError
+
 if TYPE_CHECKING:
     import numpy as np
     from sklearn.pipeline import Pipeline
@@ -33,7 +35,7 @@ _CHUNK_ROWS = 8192
 _NAN = math.nan
 
 
-class ModelLayoutError(ValueError):
+class ModelLayoutError(UserError, ValueError):
     """The pipeline is not the layout :func:`compile_model` knows how to compile."""
 
 

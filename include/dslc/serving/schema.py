@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from dslc.errors import UserError
+
 Kind = Literal["str", "float", "int", "bool"]
 OPTIONAL_KEYS = ("ds", "flight")
 """Keys a record may carry besides the model's inputs (they go to the prediction log)."""
@@ -38,11 +40,11 @@ _SIGNATURE_KINDS: dict[str, Kind] = {
 }
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A model's signature cannot be served (unknown column type, tensor signature, ...)."""
 
 
-class RequestError(Exception):
+class RequestError(UserError):
     """A request the client must fix: an HTTP status and FastAPI-style error details."""
 
     def __init__(self, status: int, errors: list[dict[str, Any]]) -> None:
