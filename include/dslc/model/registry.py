@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -47,6 +48,7 @@ TAG_DECISION = "dslc.promotion"
 TAG_DECISION_REASON = "dslc.promotion_reason"
 MODEL_PATH = "model"
 PROFILE_PATH = "reference/profile.json"
+_MODEL_URI = re.compile(r"models:/([A-Za-z0-9_.\-]+)(?:/(\d+)|@([A-Za-z0-9_\-]+))")
 # Fail fast when the server is down (Airflow's task retries do the waiting), instead of
 # MLflow's default of 7 retries with exponential backoff (minutes per call).
 _MLFLOW_ENV = {
@@ -335,19 +337,27 @@ def get_version(c: MlflowClient, name: str, version: str) -> ModelVersion:
         raise
 
 
-def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
-    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` -> (name, version)."""
-    import re
+def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` -> (name, version, alias).
 
-    m = re.fullmatch(r"models:/([A-Za-z0-9_.\-]+)(?:/(\d+)|@([A-Za-z0-9_\-]+))", model_uri)
+    Exactly one of version and alias is set; nothing is looked up.
+    """
+    m = _MODEL_URI.fullmatch(model_uri)
     if m is None:
         raise RegistryError(
             f"{model_uri!r} is not a model URI: use models:/<name>/<version> or "
             "models:/<name>@<alias>"
         )
     name, version, alias = m.groups()
+    return name, version, alias
+
+
+def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` -> (name, version)."""
+    name, version, alias = parse_model_uri(model_uri)
     if version is not None:
         return name, version
+    assert alias is not None
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
     with reporting(uri, f"resolve {model_uri}"):

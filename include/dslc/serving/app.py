@@ -19,7 +19,6 @@ import datetime as dt
 import gc
 import itertools
 import logging
-import re
 import secrets
 import tempfile
 import time
@@ -34,6 +33,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from dslc.model.registry import parse_model_uri
 from dslc.serving.batcher import MicroBatcher, NoModelError, PredictionError, ServedModel
 from dslc.serving.schema import InputSchema, RequestError, error, read_input_example
 
@@ -64,7 +64,6 @@ BATCH_MAX_ROWS = 1024
 model time, so a batch never holds the requests behind it for long."""
 SELF_TEST_TOLERANCE = 1e-9
 INITIAL_RETRY_SECONDS = 2.0
-_URI = re.compile(r"models:/([A-Za-z0-9_.\-]+)(?:/(\d+)|@([A-Za-z0-9_\-]+))")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -148,18 +147,6 @@ def resolve_version(model_uri: str, tracking_uri: str | None = None) -> str:
     name, version = registry.resolve_model_uri(model_uri, tracking_uri)
     registry.get_version(registry.client(tracking_uri), name, version)
     return version
-
-
-def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` -> (name, version, alias)."""
-    m = _URI.fullmatch(model_uri)
-    if m is None:
-        raise ValueError(
-            f"{model_uri!r} is not a model URI: use models:/<name>/<version>, "
-            "models:/<name>@<alias> or none"
-        )
-    name, version, alias = m.groups()
-    return name, version, alias
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -739,7 +726,7 @@ async def _admin_load(service: Service, body: LoadRequest) -> Response:
     uri = body.uri or f"models:/{service.name}/{body.version}"
     try:
         name, _, _ = parse_model_uri(uri)
-    except ValueError as e:
+    except registry.RegistryError as e:
         raise HTTPException(422, str(e)) from None
     if name != service.name:
         raise HTTPException(
