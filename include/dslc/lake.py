@@ -130,17 +130,27 @@ class Lake:
         return data
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
-        """Write one object atomically (temp key + rename locally; a single put on S3)."""
+        """Write one object atomically (temp key + rename locally; a single put on S3).
+
+        On failure (full disk, interrupt) the temp file is removed and the target left as it was.
+        """
         target = self.path(*parts)
+        if self.protocol != "file":
+            self.fs.pipe_file(target, data)  # one PUT: atomic on object stores
+            return
         parent = target.rsplit("/", 1)[0]
-        if self.protocol == "file":
-            self.fs.makedirs(parent, exist_ok=True)
-            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        try:
             with self.fs.open(tmp, "wb") as fh:
                 fh.write(data)
             self.fs.mv(tmp, target)
-        else:
-            self.fs.pipe_file(target, data)
+        except BaseException:
+            # The original error is what the caller needs; a failed cleanup must not hide it.
+            with contextlib.suppress(OSError):
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+            raise
 
     def write_text(self, text: str, *parts: str) -> None:
         self.write_bytes(text.encode("utf-8"), *parts)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -140,6 +143,61 @@ def test_crash_before_the_manifest_leaves_the_old_partition(
     new = lake.publish(KEY, frame(5, offset=100))
     assert files_on_disk(lake, KEY) == sorted([MANIFEST, *new.files])
     pd.testing.assert_frame_equal(lake.read_partition(KEY), frame(5, offset=100))
+
+
+def _full_disk(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _interrupt(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("step", "failure", "error"),
+    [
+        ("write", _full_disk, OSError),  # the temp file exists, its bytes do not fit
+        ("mv", _full_disk, OSError),  # written, but the rename fails
+        ("mv", _interrupt, KeyboardInterrupt),  # not an Exception: cleaned up all the same
+    ],
+)
+def test_a_failed_write_leaves_no_temp_file_and_no_target(
+    lake: Lake,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    failure: Callable[..., None],
+    error: type[BaseException],
+) -> None:
+    real_open = lake.fs.open
+    opened: list[str] = []
+
+    def tracking_open(path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        opened.append(path)
+        fh = real_open(path, mode, **kwargs)
+        if step == "write":
+            fh.write = failure
+        return fh
+
+    monkeypatch.setattr(lake.fs, "open", tracking_open)
+    if step == "mv":
+        monkeypatch.setattr(lake.fs, "mv", failure)
+    with pytest.raises(error):
+        lake.write_bytes(b"data", KEY, "part-x.parquet")
+
+    (temp,) = opened
+    assert Path(temp).name.startswith(".tmp-")  # a temp file was made...
+    assert files_on_disk(lake, KEY) == []  # ...and removed again; the target was never made
+
+
+def test_a_failed_overwrite_keeps_the_old_object(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake.write_bytes(b"old", KEY, "part-x.parquet")
+    monkeypatch.setattr(lake.fs, "mv", _full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        lake.write_bytes(b"new", KEY, "part-x.parquet")
+    assert files_on_disk(lake, KEY) == ["part-x.parquet"]
+    assert lake.read_bytes(KEY, "part-x.parquet") == b"old"
 
 
 def test_read_partition_concatenates_every_named_file(lake: Lake) -> None:
