@@ -6,16 +6,18 @@ import datetime as dt
 import errno
 import io
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dslc.lake import MANIFEST, Lake, PartitionNotFoundError, day, parquet_bytes
+from dslc.lake import MANIFEST, Lake, PartitionNotFoundError, day, dumps, jsonable, parquet_bytes
 
 KEY = "raw/flights/ds=2013-01-02"
 
@@ -268,3 +270,24 @@ def test_delete_removes_a_prefix_and_tolerates_a_missing_one(lake: Lake) -> None
     assert not lake.exists(KEY)
     assert lake.ls(KEY) == []
     lake.delete(KEY)  # already gone: no error
+
+
+def test_jsonable_keeps_infinity_visible_and_drops_missing_values() -> None:
+    value = {
+        1: (float("nan"), float("inf"), -math.inf, np.float32(0.5), np.int64(3), np.bool_(True)),
+        "missing": [pd.NA, pd.NaT, None],
+        "day": dt.date(2013, 1, 2),
+        "one": {"x"},
+    }
+    assert jsonable(value) == {
+        "1": [None, "inf", "-inf", 0.5, 3, True],
+        "missing": [None, None, None],
+        "day": "2013-01-02",
+        "one": ["x"],
+    }
+
+
+def test_dumps_is_sorted_indented_and_ends_with_a_newline() -> None:
+    text = dumps({"b": float("nan"), "a": [1, np.float64(2.5)]})
+    assert text == '{\n  "a": [\n    1,\n    2.5\n  ],\n  "b": null\n}\n'
+    assert dumps({"a": 1, "b": 2}) == dumps({"b": 2, "a": 1})
