@@ -13,6 +13,9 @@ their row count and content hash. Publishing writes the data file first (named a
 content hash, so a re-run writes the same bytes to the same key), then the manifest in one
 put, then deletes files the manifest no longer names. Readers read only what a manifest names,
 so a crash at any point leaves either the old partition or the new one, never a mix.
+
+:func:`jsonable` turns what pandas, numpy or GX return into plain JSON values (NaN never makes
+invalid JSON); :func:`dumps` writes them deterministically, so a re-run writes the same bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import math
 import re
 import uuid
 from dataclasses import asdict, dataclass
@@ -78,6 +82,42 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: NaN, ``pd.NA`` and ``NaT`` become None, +/-inf "inf"/"-inf".
+
+    Infinity becomes a string rather than None (NaN's "no value") so that a validation failure
+    quoting an infinite value still says it was infinite. Drift reports never hold one (PSI is
+    floored, the other distances are bounded, log loss is clipped), so their bytes are the same
+    either way. Numpy scalars become Python numbers, tuples and sets lists, keys strings, and
+    anything else its ``str``.
+    """
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item):  # a numpy scalar
+        try:
+            return jsonable(item())
+        except (TypeError, ValueError):
+            pass
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return str(value)
+
+
+def dumps(obj: Any) -> str:
+    """Deterministic JSON (:func:`jsonable`, sorted keys, indented, newline at the end), so the
+    same content is always the same bytes."""
+    return json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 class Lake:
     """Read and write the lake under one root URL through an fsspec filesystem."""
 
@@ -132,17 +172,27 @@ class Lake:
         return data
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
-        """Write one object atomically (temp key + rename locally; a single put on S3)."""
+        """Write one object atomically (temp key + rename locally; a single put on S3).
+
+        On failure (full disk, interrupt) the temp file is removed and the target left as it was.
+        """
         target = self.path(*parts)
+        if self.protocol != "file":
+            self.fs.pipe_file(target, data)  # one PUT: atomic on object stores
+            return
         parent = target.rsplit("/", 1)[0]
-        if self.protocol == "file":
-            self.fs.makedirs(parent, exist_ok=True)
-            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        try:
             with self.fs.open(tmp, "wb") as fh:
                 fh.write(data)
             self.fs.mv(tmp, target)
-        else:
-            self.fs.pipe_file(target, data)
+        except BaseException:
+            # The original error is what the caller needs; a failed cleanup must not hide it.
+            with contextlib.suppress(OSError):
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+            raise
 
     def write_text(self, text: str, *parts: str) -> None:
         self.write_bytes(text.encode("utf-8"), *parts)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import io
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from dslc.errors import ConfigError
-from dslc.lake import MANIFEST, Lake, PartitionNotFoundError, day, parquet_bytes
+from dslc.lake import MANIFEST, Lake, PartitionNotFoundError, day, dumps, jsonable, parquet_bytes
 
 KEY = "raw/flights/ds=2013-01-02"
 
@@ -143,6 +148,61 @@ def test_crash_before_the_manifest_leaves_the_old_partition(
     pd.testing.assert_frame_equal(lake.read_partition(KEY), frame(5, offset=100))
 
 
+def _full_disk(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _interrupt(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("step", "failure", "error"),
+    [
+        ("write", _full_disk, OSError),  # the temp file exists, its bytes do not fit
+        ("mv", _full_disk, OSError),  # written, but the rename fails
+        ("mv", _interrupt, KeyboardInterrupt),  # not an Exception: cleaned up all the same
+    ],
+)
+def test_a_failed_write_leaves_no_temp_file_and_no_target(
+    lake: Lake,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    failure: Callable[..., None],
+    error: type[BaseException],
+) -> None:
+    real_open = lake.fs.open
+    opened: list[str] = []
+
+    def tracking_open(path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        opened.append(path)
+        fh = real_open(path, mode, **kwargs)
+        if step == "write":
+            fh.write = failure
+        return fh
+
+    monkeypatch.setattr(lake.fs, "open", tracking_open)
+    if step == "mv":
+        monkeypatch.setattr(lake.fs, "mv", failure)
+    with pytest.raises(error):
+        lake.write_bytes(b"data", KEY, "part-x.parquet")
+
+    (temp,) = opened
+    assert Path(temp).name.startswith(".tmp-")  # a temp file was made...
+    assert files_on_disk(lake, KEY) == []  # ...and removed again; the target was never made
+
+
+def test_a_failed_overwrite_keeps_the_old_object(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake.write_bytes(b"old", KEY, "part-x.parquet")
+    monkeypatch.setattr(lake.fs, "mv", _full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        lake.write_bytes(b"new", KEY, "part-x.parquet")
+    assert files_on_disk(lake, KEY) == ["part-x.parquet"]
+    assert lake.read_bytes(KEY, "part-x.parquet") == b"old"
+
+
 def test_read_partition_concatenates_every_named_file(lake: Lake) -> None:
     """A manifest may name several files (written by another tool): all are read, in order."""
     for name, df in (("a.parquet", frame(2)), ("b.parquet", frame(2, offset=10))):
@@ -212,3 +272,24 @@ def test_delete_removes_a_prefix_and_tolerates_a_missing_one(lake: Lake) -> None
     assert not lake.exists(KEY)
     assert lake.ls(KEY) == []
     lake.delete(KEY)  # already gone: no error
+
+
+def test_jsonable_keeps_infinity_visible_and_drops_missing_values() -> None:
+    value = {
+        1: (float("nan"), float("inf"), -math.inf, np.float32(0.5), np.int64(3), np.bool_(True)),
+        "missing": [pd.NA, pd.NaT, None],
+        "day": dt.date(2013, 1, 2),
+        "one": {"x"},
+    }
+    assert jsonable(value) == {
+        "1": [None, "inf", "-inf", 0.5, 3, True],
+        "missing": [None, None, None],
+        "day": "2013-01-02",
+        "one": ["x"],
+    }
+
+
+def test_dumps_is_sorted_indented_and_ends_with_a_newline() -> None:
+    text = dumps({"b": float("nan"), "a": [1, np.float64(2.5)]})
+    assert text == '{\n  "a": [\n    1,\n    2.5\n  ],\n  "b": null\n}\n'
+    assert dumps({"a": 1, "b": 2}) == dumps({"b": 2, "a": 1})

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from dslc.lake import Lake
-from dslc.serving.predlog import PredictionLog, log_columns, read_predictions, write_atomic
+from dslc.serving.predlog import PredictionLog, log_columns, read_predictions
 from dslc.serving.schema import Batch
 from dslc.usecases.flights.model import MODEL_FEATURES
 
@@ -149,14 +149,19 @@ def test_the_buffer_is_bounded_and_drops_are_counted(tmp_path: Path):
     assert (log.buffered_rows, counts.dropped, counts.errors) == (4, 4, 1)
 
 
-def test_atomic_write_leaves_no_temp_file_when_the_disk_fills(lake: Lake, monkeypatch):
+def test_a_flush_on_a_full_disk_leaves_no_temp_file_and_keeps_the_rows(lake: Lake, monkeypatch):
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(lake.fs, "mv", full)
-    with pytest.raises(OSError, match="No space"):
-        write_atomic(lake, b"data", "predictions", "m", "ds=2013-01-08", "part-x.parquet")
+    log = PredictionLog(lake, "m")
+    append(log, batch(2), "a")
+    with monkeypatch.context() as m:
+        m.setattr(lake.fs, "mv", full)
+        assert log.flush() == 0
     assert lake.ls("predictions", "m", "ds=2013-01-08") == []
+    assert log.buffered_rows == 2 and log.failed_flushes == 1
+    assert log.flush() == 2  # the disk has room again
+    assert read_predictions(lake, "m", "2013-01-08")["request_id"].tolist() == ["a", "a"]
 
 
 def test_readers_take_only_published_part_files(lake: Lake):

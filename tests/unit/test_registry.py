@@ -78,6 +78,30 @@ def test_a_model_needing_more_trusted_types_is_refused(
         registry.load_local_model(tmp_path / "model")
 
 
+@pytest.mark.parametrize(
+    ("uri", "parsed"),
+    [
+        ("models:/flights_late/3", ("flights_late", "3", None)),
+        ("models:/flights.late-2@champion", ("flights.late-2", None, "champion")),
+    ],
+)
+def test_model_uris_parse_to_name_version_alias(uri: str, parsed: tuple[str, ...]):
+    assert registry.parse_model_uri(uri) == parsed
+    if parsed[1] is not None:  # a version needs no server to resolve
+        assert registry.resolve_model_uri(uri) == parsed[:2]
+
+
+@pytest.mark.parametrize("uri", ["models:/m", "models:/m/v1", "models:/m/1@a", "runs:/r/model"])
+def test_a_malformed_model_uri_says_which_forms_work(uri: str):
+    with pytest.raises(registry.RegistryError) as err:
+        registry.parse_model_uri(uri)
+    assert str(err.value) == (
+        f"{uri!r} is not a model URI: use models:/<name>/<version> or models:/<name>@<alias>"
+    )
+    with pytest.raises(registry.RegistryError, match="is not a model URI"):
+        registry.resolve_model_uri(uri)
+
+
 def test_filter_values_are_quoted():
     run_id = "manual__2013-01-01T00:00:00+00:00"
     assert registry.filter_value(run_id) == f"'{run_id}'"

@@ -40,13 +40,14 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 import os
 import sys
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+from dslc.lake import jsonable
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -327,37 +328,14 @@ class ValidationReport:
 # -- helpers shared by both engines -------------------------------------------------------------
 
 
-def _jsonable(v: Any) -> Any:
-    """A JSON-safe, NaN-free version of a value GX or pandas returned."""
-    if v is None or isinstance(v, bool | str | int):
-        return v
-    if isinstance(v, float):
-        if math.isnan(v):
-            return None
-        return v if math.isfinite(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | set | frozenset):
-        return [_jsonable(x) for x in v]
-    item = getattr(v, "item", None)
-    if callable(item):
-        try:
-            return _jsonable(item())
-        except (TypeError, ValueError):
-            pass
-    if v.__class__.__name__ in ("NAType", "NaTType"):
-        return None
-    return str(v)
-
-
 def _examples(values: list[Any]) -> str:
     """A few distinct offending values, quoted."""
-    shown = [_key_text(v) if isinstance(v, dict) else repr(_jsonable(v)) for v in values]
+    shown = [_key_text(v) if isinstance(v, dict) else repr(jsonable(v)) for v in values]
     return ", ".join(list(dict.fromkeys(shown))[:N_EXAMPLES])
 
 
 def _key_text(v: dict[str, Any]) -> str:
-    return "(" + ", ".join(f"{k}={_jsonable(x)}" for k, x in v.items()) + ")"
+    return "(" + ", ".join(f"{k}={jsonable(x)}" for k, x in v.items()) + ")"
 
 
 def _rows(n: int) -> str:

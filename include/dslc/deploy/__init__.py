@@ -63,78 +63,25 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _champion_state(c: MlflowClient, name: str) -> tuple[str | None, str | None]:
-    from dslc.model import registry
-
-    champ = registry.get_alias(c, name, registry.CHAMPION)
-    prev = registry.get_alias(c, name, registry.PREVIOUS)
-    return (
-        str(champ.version) if champ is not None else None,
-        str(prev.version) if prev is not None else None,
-    )
-
-
 def _prepare_aliases(
     c: MlflowClient, name: str, version: str, *, move_alias: bool, previous: str | None
 ) -> tuple[str | None, dict[str, str | None]]:
     """Check (or move) ``champion``; returns the previous version and the aliases to restore."""
     from dslc.model import registry
 
-    champion, prev_alias = _champion_state(c, name)
-    if not move_alias:
-        if champion != version:
-            raise DeployError(
-                f"the {registry.CHAMPION} alias of {name!r} points at version {champion}, not "
-                f"{version}: only the champion is deployed from `train` (another run or a "
-                f"rollback moved it meanwhile). Nothing was changed. To serve version "
-                f"{version} anyway, trigger the `deploy` DAG with version={version}"
-            )
-        # What champion was before promote moved it: promote's answer, else previous_champion.
-        return (previous if previous is not None else prev_alias), {}
-    if champion == version:
-        return (previous if previous is not None else prev_alias), {}
-    restore = {registry.CHAMPION: champion, registry.PREVIOUS: prev_alias}
-    if champion is not None:
-        c.set_registered_model_alias(name, registry.PREVIOUS, champion)
-    c.set_registered_model_alias(name, registry.CHAMPION, version)
-    log.info("moved %s of %s to version %s (was %s)", registry.CHAMPION, name, version, champion)
-    return (previous if previous is not None else champion), restore
-
-
-def restore_aliases(
-    c: MlflowClient,
-    name: str,
-    failed: str,
-    previous: str | None,
-    restore: dict[str, str | None] | None = None,
-) -> str:
-    """Point ``champion`` back at ``previous`` if it still points at ``failed``; say what moved.
-
-    ``restore`` holds the aliases as they were before this deploy moved them (the manual
-    ``deploy`` DAG); then ``previous_champion`` goes back too.
-    """
-    from dslc.model import registry
-
-    champion, prev_alias = _champion_state(c, name)
-    if champion != failed:
-        return (
-            f"{registry.CHAMPION} left at version {champion}: it no longer points at the "
-            f"failed version {failed} (moved meanwhile)"
+    champion, prev_alias = registry.champion_state(c, name)
+    if champion != version and not move_alias:
+        raise DeployError(
+            f"the {registry.CHAMPION} alias of {name!r} points at version {champion}, not "
+            f"{version}: only the champion is deployed from `train` (another run or a "
+            f"rollback moved it meanwhile). Nothing was changed. To serve version "
+            f"{version} anyway, trigger the `deploy` DAG with version={version}"
         )
-    if previous is None:
-        c.delete_registered_model_alias(name, registry.CHAMPION)
-        note = f"{registry.CHAMPION} removed (there is no previous version to go back to)"
-    else:
-        c.set_registered_model_alias(name, registry.CHAMPION, previous)
-        note = f"{registry.CHAMPION} -> version {previous}"
-    if restore and prev_alias == restore.get(registry.CHAMPION) and prev_alias is not None:
-        old_prev = restore.get(registry.PREVIOUS)
-        if old_prev is None:
-            c.delete_registered_model_alias(name, registry.PREVIOUS)
-        else:
-            c.set_registered_model_alias(name, registry.PREVIOUS, old_prev)
-        note += f", {registry.PREVIOUS} -> {old_prev or '(none)'}"
-    return note
+    restore = registry.move_champion(c, name, version) if champion != version else {}
+    if restore:
+        return (previous if previous is not None else restore[registry.CHAMPION]), restore
+    # What champion was before promote moved it: promote's answer, else previous_champion.
+    return (previous if previous is not None else prev_alias), {}
 
 
 def _rollback(
@@ -148,6 +95,8 @@ def _rollback(
     restore: dict[str, str | None],
 ) -> dict[str, Any]:
     """Roll the target and the alias back; each half is attempted even if the other fails."""
+    from dslc.model import registry
+
     out: dict[str, Any] = {"ok": True}
     try:
         out["service"] = target.rollback(name, version, service_previous)
@@ -155,7 +104,7 @@ def _rollback(
         out["ok"] = False
         out["service"] = f"ROLLBACK FAILED: {type(e).__name__}: {e}"
     try:
-        out["alias"] = restore_aliases(c, name, version, alias_previous, restore)
+        out["alias"] = registry.restore_champion(c, name, version, alias_previous, restore)
     except Exception as e:  # reported too
         out["ok"] = False
         out["alias"] = f"ALIAS RESTORE FAILED: {type(e).__name__}: {e}"

@@ -6,8 +6,10 @@ Rules kept here so nothing else needs to know them:
 * idempotent by DAG run id: a DAG run has at most one MLflow run (found by the
   ``dslc.dag_run_id`` tag) and that run at most one model version (found by ``run_id``), so
   a retried task reuses what the first attempt made;
-* aliases (``champion``, ``previous_champion``), never stages; promotion is a compare-and-swap
-  against the champion the challenger was evaluated against;
+* aliases (``champion``, ``previous_champion``), never stages, and only moved here; promotion
+  is a compare-and-swap against the champion the challenger was evaluated against, a manual
+  deploy moves them with :func:`move_champion` and a failed deploy puts them back with
+  :func:`restore_champion`;
 * models are saved with skops and loaded with *our* trusted-types list (the use case's
   :attr:`dslc.usecase.ModelSpec.trusted_types`), not the list stored in the artifact, so a
   tampered artifact cannot widen what gets deserialised.
@@ -19,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -50,6 +53,7 @@ TAG_DECISION = "dslc.promotion"
 TAG_DECISION_REASON = "dslc.promotion_reason"
 MODEL_PATH = "model"
 PROFILE_PATH = "reference/profile.json"
+_MODEL_URI = re.compile(r"models:/([A-Za-z0-9_.\-]+)(?:/(\d+)|@([A-Za-z0-9_\-]+))")
 # Fail fast when the server is down (Airflow's task retries do the waiting), instead of
 # MLflow's default of 7 retries with exponential backoff (minutes per call).
 _MLFLOW_ENV = {
@@ -338,19 +342,27 @@ def get_version(c: MlflowClient, name: str, version: str) -> ModelVersion:
         raise
 
 
-def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
-    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` -> (name, version)."""
-    import re
+def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` -> (name, version, alias).
 
-    m = re.fullmatch(r"models:/([A-Za-z0-9_.\-]+)(?:/(\d+)|@([A-Za-z0-9_\-]+))", model_uri)
+    Exactly one of version and alias is set; nothing is looked up.
+    """
+    m = _MODEL_URI.fullmatch(model_uri)
     if m is None:
         raise RegistryError(
             f"{model_uri!r} is not a model URI: use models:/<name>/<version> or "
             "models:/<name>@<alias>"
         )
     name, version, alias = m.groups()
+    return name, version, alias
+
+
+def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` -> (name, version)."""
+    name, version, alias = parse_model_uri(model_uri)
     if version is not None:
         return name, version
+    assert alias is not None
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
     with reporting(uri, f"resolve {model_uri}"):
@@ -383,6 +395,67 @@ def get_alias(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
         ):
             return None
         raise
+
+
+def champion_state(c: MlflowClient, name: str) -> tuple[str | None, str | None]:
+    """The versions ``champion`` and ``previous_champion`` point at (None: no such alias)."""
+    champ = get_alias(c, name, CHAMPION)
+    prev = get_alias(c, name, PREVIOUS)
+    return (
+        str(champ.version) if champ is not None else None,
+        str(prev.version) if prev is not None else None,
+    )
+
+
+def move_champion(c: MlflowClient, name: str, version: str) -> dict[str, str | None]:
+    """Point ``champion`` at ``version`` and ``previous_champion`` at the old champion.
+
+    Returns both aliases as they were, for :func:`restore_champion`; empty when ``champion``
+    already pointed at ``version`` (nothing moved). Unlike :func:`promote`, no gate and no
+    compare-and-swap: this is the manual deploy or rollback an operator asked for.
+    """
+    champion, previous = champion_state(c, name)
+    if champion == version:
+        return {}
+    if champion is not None:
+        c.set_registered_model_alias(name, PREVIOUS, champion)
+    c.set_registered_model_alias(name, CHAMPION, version)
+    log.info("moved %s of %s to version %s (was %s)", CHAMPION, name, version, champion)
+    return {CHAMPION: champion, PREVIOUS: previous}
+
+
+def restore_champion(
+    c: MlflowClient,
+    name: str,
+    failed: str,
+    previous: str | None,
+    restore: dict[str, str | None] | None = None,
+) -> str:
+    """Point ``champion`` back at ``previous`` if it still points at ``failed``; say what moved.
+
+    ``restore`` is what :func:`move_champion` returned when the failed deploy moved the aliases
+    itself; then ``previous_champion`` goes back too.
+    """
+    champion, prev_alias = champion_state(c, name)
+    if champion != failed:
+        return (
+            f"{CHAMPION} left at version {champion}: it no longer points at the "
+            f"failed version {failed} (moved meanwhile)"
+        )
+    if previous is None:
+        c.delete_registered_model_alias(name, CHAMPION)
+        note = f"{CHAMPION} removed (there is no previous version to go back to)"
+    else:
+        c.set_registered_model_alias(name, CHAMPION, previous)
+        note = f"{CHAMPION} -> version {previous}"
+    if restore and prev_alias == restore.get(CHAMPION) and prev_alias is not None:
+        old_prev = restore.get(PREVIOUS)
+        if old_prev is None:
+            c.delete_registered_model_alias(name, PREVIOUS)
+        else:
+            c.set_registered_model_alias(name, PREVIOUS, old_prev)
+        note += f", {PREVIOUS} -> {old_prev or '(none)'}"
+    return note
 
 
 def load_champion(

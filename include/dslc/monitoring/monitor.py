@@ -25,12 +25,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dslc.errors import UserError
-from dslc.lake import Lake, day
+from dslc.lake import Lake, day, dumps
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,28 +117,6 @@ def window_days(ds: str | dt.date, days: int) -> list[str]:
         raise DriftMonitorError(f"param 'window_days'={days} must be at least 1")
     last = dt.date.fromisoformat(day(ds))
     return [(last - dt.timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become None, numpy scalars plain numbers, tuples lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item"):  # numpy scalar
-        return _clean(value.item())
-    return str(value)
-
-
-def dumps(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no NaN), so the same report is the same bytes."""
-    return json.dumps(_clean(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def read_report(lake: Lake, ds: str | dt.date) -> dict[str, Any] | None:

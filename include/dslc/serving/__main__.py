@@ -34,13 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from dslc.model.registry import RegistryError
     from dslc.serving.app import serve
     from dslc.settings import get_settings
 
     model = args.model or f"models:/{get_settings().model_name}@champion"
     try:
         serve(model, host=args.host, port=args.port, log_level=args.log_level)
-    except ValueError as e:  # a malformed --model
+    except RegistryError as e:  # a malformed --model
+        print(f"error: {e}, or none to start without a model", file=sys.stderr)
+        return 2
+    except ValueError as e:  # an invalid DSLC_* setting
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -268,7 +268,7 @@ class PredictionLog:
             part = table if len(groups) == 1 else table.take(pa.array(rows, pa.int64()))
             buf = io.BytesIO()
             pq.write_table(part, buf, compression="zstd")
-            write_atomic(self.lake, buf.getvalue(), *partition_parts(self.model, ds), name)
+            self.lake.write_bytes(buf.getvalue(), *partition_parts(self.model, ds), name)
         return int(table.num_rows)
 
     def _table(self, entries: list[_Entry]) -> pa.Table:
@@ -306,31 +306,6 @@ class PredictionLog:
         data["late"] = pa.array(flat(lambda e: e.late), pa.bool_())
         data["model_version"] = pa.array(repeat(lambda e: e.version), pa.string())
         return pa.table(data)
-
-
-def write_atomic(lake: Lake, data: bytes, *parts: str) -> None:
-    """Write one new object so no reader sees it partial; a failed write leaves no temp file.
-
-    ``Lake.write_bytes`` does the same but leaves its temp file behind when the disk fills up.
-    """
-    target = lake.path(*parts)
-    if lake.protocol != "file":
-        lake.fs.pipe_file(target, data)  # one PUT: atomic on object stores
-        return
-    parent = target.rsplit("/", 1)[0]
-    lake.fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-    try:
-        with lake.fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        lake.fs.mv(tmp, target)
-    except BaseException:
-        try:
-            if lake.fs.exists(tmp):
-                lake.fs.rm(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def log_columns(features: list[str] | None = None) -> list[str]:
