@@ -18,13 +18,16 @@ day again, then clear the run. Backfill with `dslc backfill ingest --start ... -
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, dag, task
 
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
 from dslc_airflow.sensors import LandingSensor
+
+if TYPE_CHECKING:
+    from dslc.data.ingest import FeaturesBuilt, Published, Staged
 
 # The use case's primary dataset (DSLC_USECASE; flights by default) names the feature table.
 _dataset = get_settings().dataset
@@ -46,7 +49,7 @@ def ingest() -> None:
     wait = LandingSensor(task_id="wait_for_landing", dataset=_dataset, retries=0)
 
     @task
-    def extract(ds: str | None = None) -> dict[str, Any]:
+    def extract(ds: str | None = None) -> dict[str, Staged]:
         """Parse the day's landed files and stage them for validation."""
         from dslc.data import ingest
         from dslc_airflow.lake import lake
@@ -55,7 +58,7 @@ def ingest() -> None:
             return ingest.extract_day(lake(), ds=str(ds))
 
     @task
-    def validate(ds: str | None = None) -> dict[str, Any]:
+    def validate(ds: str | None = None) -> dict[str, Published]:
         """Run the expectation suites; publish raw/ or quarantine the input."""
         from dslc.data import ingest
         from dslc_airflow.lake import lake
@@ -64,7 +67,7 @@ def ingest() -> None:
             return ingest.validate_day(lake(), ds=str(ds))
 
     @task(outlets=[FEATURES])
-    def build_features(ds: str | None = None, outlet_events: Any = None) -> dict[str, Any]:
+    def build_features(ds: str | None = None, outlet_events: Any = None) -> FeaturesBuilt:
         """Publish the day's feature partition and announce it as an Asset event."""
         from dslc.data import ingest
         from dslc_airflow.lake import lake

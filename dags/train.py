@@ -23,12 +23,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
 
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+
+if TYPE_CHECKING:
+    # Types only: the values are plain JSON in XCom (and TYPE_CHECKING keeps Airflow from
+    # splitting them into one XCom per key).
+    from dslc.model.results import Assembled, Evaluated, Promoted, Registered, Trained
 
 _settings = get_settings()
 
@@ -146,7 +151,7 @@ def train() -> None:
         params: dict[str, Any] | None = None,
         run_id: str | None = None,
         dag_run: Any = None,
-    ) -> dict[str, Any]:
+    ) -> Assembled:
         """Check the params, split the window by date and write the split manifest."""
         from dslc.model import training
         from dslc_airflow.lake import lake
@@ -158,7 +163,7 @@ def train() -> None:
             )
 
     @task(task_id="train")
-    def fit(assembled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    def fit(assembled: Assembled, run_id: str | None = None) -> Trained:
         """Fit the pipeline and log it to this DAG run's MLflow run."""
         from dslc.model import training
         from dslc_airflow.lake import lake
@@ -173,7 +178,7 @@ def train() -> None:
             )
 
     @task
-    def evaluate(assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(assembled: Assembled, trained: Trained) -> Evaluated:
         """Score challenger and champion on the same holdout."""
         from dslc.model import evaluation
         from dslc_airflow.lake import lake
@@ -188,7 +193,7 @@ def train() -> None:
             )
 
     @task
-    def register(assembled: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    def register(assembled: Assembled, trained: Trained) -> Registered:
         """Register the run's model once, with lineage tags and the reference profile."""
         from dslc.model import registry
         from dslc_airflow.lake import lake
@@ -203,9 +208,7 @@ def train() -> None:
             )
 
     @task
-    def promote(
-        assembled: dict[str, Any], evaluated: dict[str, Any], registered: dict[str, Any]
-    ) -> dict[str, Any]:
+    def promote(assembled: Assembled, evaluated: Evaluated, registered: Registered) -> Promoted:
         """Gate, then move the champion alias (compare-and-swap) or record the rejection."""
         from dslc.model import registry
         from dslc.settings import get_settings
@@ -223,8 +226,8 @@ def train() -> None:
 
     @task(task_id="deploy")
     def deploy_champion(
-        assembled: dict[str, Any],
-        promoted: dict[str, Any],
+        assembled: Assembled,
+        promoted: Promoted,
         params: dict[str, Any] | None = None,
         dag_run: Any = None,
     ) -> dict[str, Any]:

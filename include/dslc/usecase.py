@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from dslc.errors import ConfigError
+
 if TYPE_CHECKING:
     import pandas as pd
 
 Kind = Literal["int", "float", "str"]
 
 
-class UseCaseError(Exception):
+class UseCaseError(ConfigError):
     """The selected use case cannot be loaded or is inconsistent; the message says the fix."""
 
 

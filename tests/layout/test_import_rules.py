@@ -8,7 +8,8 @@ dependency.
   deploy; it reads its use case through :mod:`dslc.usecase`, never a ``dslc.usecases`` package;
 * a use case package imports only root modules and ``dslc.usecases``;
 * only ``dslc.dev`` imports typer or rich; no module imports Airflow but the preload launcher;
-* no two modules import each other, directly or around a cycle.
+* no two modules import each other, directly or around a cycle (``TYPE_CHECKING`` imports,
+  which never run, are exempt from this one rule only).
 
 The negative controls at the bottom run the same checker on a small tree that breaks each rule.
 """
@@ -38,24 +39,36 @@ def module_name(path: Path, package: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path, name: str) -> Iterator[tuple[str, int]]:
-    """(imported module, line) for every import in the file, relative ones resolved."""
+def _type_only(tree: ast.Module) -> set[int]:
+    """Ids of the import nodes under ``if TYPE_CHECKING:`` (never executed)."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for stmt in node.body:
+                guarded.update(id(n) for n in ast.walk(stmt))
+    return guarded
+
+
+def imports_of(path: Path, name: str) -> Iterator[tuple[str, int, bool]]:
+    """(imported module, line, type-only) for every import in the file, relative ones resolved."""
     tree = ast.parse(path.read_text(), str(path))
+    type_only = _type_only(tree)
     is_package = path.name == "__init__.py"
     for node in ast.walk(tree):
+        guarded = id(node) in type_only
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield alias.name, node.lineno
+                yield alias.name, node.lineno, guarded
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = name.split(".")
                 anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
                 base = ".".join([*anchor, base] if base else anchor)
-            yield base, node.lineno
+            yield base, node.lineno, guarded
             # `from dslc.model import registry` imports the module dslc.model.registry
             for alias in node.names:
-                yield f"{base}.{alias.name}", node.lineno
+                yield f"{base}.{alias.name}", node.lineno, guarded
 
 
 def layer(module: str) -> str:
@@ -92,7 +105,7 @@ def check(package: Path) -> list[str]:
     for path in sorted(package.rglob("*.py")):
         src = module_name(path, package)
         where = f"{path.relative_to(package.parent)}"
-        for imported, line in imports_of(path, src):
+        for imported, line, type_only in imports_of(path, src):
             top = imported.split(".")[0]
             if top == "airflow" and src not in AIRFLOW_ALLOWED:
                 problems.append(f"{where}:{line}: imports Airflow ({imported})")
@@ -100,7 +113,7 @@ def check(package: Path) -> list[str]:
                 problems.append(f"{where}:{line}: imports {top} outside dslc.dev")
             if imported not in modules:
                 continue
-            if imported != src:
+            if imported != src and not type_only:  # a type-only import never runs
                 graph[src].add(imported)
             s, d = layer(src), layer(imported)
             if not _allowed(s, d):

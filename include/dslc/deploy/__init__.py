@@ -24,9 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from dslc.errors import UserError
+from dslc.deploy.target import DeployError, Target
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,28 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-class DeployError(UserError):
-    """A deploy failed (and was rolled back); the message says what failed and what to do."""
-
-
-class Target(Protocol):
-    """Where a model version is served: the local process or a Kubernetes Deployment."""
-
-    name: str
-
-    @property
-    def endpoint(self) -> str:
-        """Base URL of the serving API (the smoke test posts to ``<endpoint>/predict``)."""
-
-    def current_version(self, model_name: str) -> str | None:
-        """The version the target serves now (None: nothing)."""
-
-    def rollout(self, model_name: str, version: str) -> None:
-        """Make the target serve ``version`` and wait until it does; DeployError if not."""
-
-    def rollback(self, model_name: str, failed: str, previous: str | None) -> str:
-        """Undo a rollout of ``failed``; return what was done, in words."""
+__all__ = ["DeployError", "Target", "deploy"]
 
 
 def _now() -> dt.datetime:

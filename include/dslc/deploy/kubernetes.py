@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from dslc.deploy import DeployError
+from dslc.deploy.target import DeployError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, V1Deployment

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dslc.deploy import DeployError
+from dslc.deploy.target import DeployError
 
 if TYPE_CHECKING:
     import httpx

@@ -72,7 +72,7 @@ def save(
     must leave its record); otherwise (the record of a failure, whose error is already being
     raised) warn and go on.
     """
-    from dslc.deploy import DeployError
+    from dslc.deploy.target import DeployError
 
     record["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
     record["seconds"] = round(seconds, 3)

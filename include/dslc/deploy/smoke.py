@@ -14,7 +14,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from dslc.deploy import DeployError
+from dslc.deploy.target import DeployError
 
 if TYPE_CHECKING:
     import httpx

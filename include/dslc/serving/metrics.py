@@ -11,6 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from dslc.errors import DslcError
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -115,7 +117,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class ClientGoneError(Exception):
+class ClientGoneError(DslcError):
     """The client disconnected before its request body arrived (counted as status 499)."""
 
 
