@@ -4,7 +4,8 @@ Data: a synthetic reference of 1M rows x 100 columns (80 numeric of several shap
 missing values, 20 categorical Arrow-string columns of 5..62 categories) and current batches
 of 100k and 1M rows in which 30% of the columns are clearly shifted. In the same run:
 
-- ours: :func:`dslc.model.profile.fit_profile` once, :func:`dslc.monitoring.drift.score` per batch;
+- ours: :func:`dslc.model.profile.fit_profile` once, :func:`dslc.monitoring.statistics.score`
+  per batch;
 - ``np.sum`` over the batch's numeric columns (the memory-read floor);
 - a plain numpy PSI: quantile edges fitted once with ``np.quantile`` on every row, batches
   binned with ``np.digitize`` + ``np.bincount``, categoricals counted with pandas
@@ -259,17 +260,17 @@ def _frame_bytes(df: Any) -> int:
 
 
 def _batch(name: str, profile: Any, naive: Any, df: Any, data: dict[str, Any], repeats: int):
-    from dslc.monitoring import drift
+    from dslc.monitoring import statistics
 
     numeric, categorical = data["numeric"], data["categorical"]
     values = df.shape[0] * df.shape[1]
-    drift.score(profile, df)  # warm
-    ours_s, ours_cpu_s, scores = _times(lambda: drift.score(profile, df), repeats)
+    statistics.score(profile, df)  # warm
+    ours_s, ours_cpu_s, scores = _times(lambda: statistics.score(profile, df), repeats)
     floor_s, floor_cpu_s, _ = _times(lambda: memory_floor(df, numeric), repeats)
     naive_s, naive_cpu_s, naive_psi = _times(
         lambda: numpy_score(naive, df, numeric, categorical), repeats
     )
-    peak = _peak_bytes(lambda: drift.score(profile, df))
+    peak = _peak_bytes(lambda: statistics.score(profile, df))
     verdicts = {c: s["psi"] is not None and s["psi"] >= PSI_THRESHOLD for c, s in scores.items()}
     numeric_values = df.shape[0] * len(numeric)
     return {
@@ -305,7 +306,7 @@ def _batch(name: str, profile: Any, naive: Any, df: Any, data: dict[str, Any], r
 def _evidently(data: dict[str, Any], ref_rows: int, cur: Any) -> dict[str, Any]:
     """Evidently vs ours on the same (possibly sampled) reference and batch."""
     from dslc.model.profile import fit_profile
-    from dslc.monitoring import drift
+    from dslc.monitoring import statistics
 
     numeric, categorical = data["numeric"], data["categorical"]
     ref = data["ref"]
@@ -313,7 +314,7 @@ def _evidently(data: dict[str, Any], ref_rows: int, cur: Any) -> dict[str, Any]:
         ref = ref.sample(n=ref_rows, random_state=0).reset_index(drop=True)
     ev = run_evidently(ref, cur, numeric, categorical)
     fit_s, profile = _time(lambda: fit_profile(ref, numeric, categorical), 1)
-    score_s, scores = _time(lambda: drift.score(profile, cur), 3)
+    score_s, scores = _time(lambda: statistics.score(profile, cur), 3)
     ours = {c: s["psi"] is not None and s["psi"] >= PSI_THRESHOLD for c, s in scores.items()}
     theirs = {c: v["drifted"] for c, v in ev["columns"].items()}
     differ = sorted(c for c in ours if ours[c] != theirs.get(c))

@@ -15,7 +15,7 @@ never race past the guards together.
 | `trigger_retraining` | triggers `train` with run id `drift__<ds>__v<version>` and conf `reason`, `drifted_features` (with scores), `report_uri`, `window_end`=ds, `window_days`, `champion_version`; a second trigger for the same id is refused |
 | `record_trigger` | records the retrain under `monitoring/drift/triggers/` (the cooldown reads it) |
 
-**Policy** (`dslc.monitoring.drift`, thresholds from `DSLC_DRIFT_*` settings, overridable per run below):
+**Policy** (`dslc.monitoring.policy`, thresholds from `DSLC_DRIFT_*` settings, overridable per run below):
 a feature drifted when PSI >= `psi_threshold` (or its missing rate moved by 10 points, or 5%
 unseen categories); the day drifted when >= `share_threshold` of the features or any of the
 model's most important ones drifted; retrain when `persistence` consecutive days drifted or
@@ -124,7 +124,7 @@ def drift_monitor() -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from dslc.monitoring import monitor as dm
-        from dslc.monitoring.drift import Policy
+        from dslc.monitoring.policy import Policy
         from dslc.settings import get_settings
         from dslc_airflow.lake import lake
 

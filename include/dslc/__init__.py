@@ -12,7 +12,8 @@ before it, and knows its data only through :mod:`dslc.usecase`)::
                 drift reference profile), gate (the promotion gate), registry (every MLflow
                 call), evaluation (challenger vs champion), training
     serving/    the HTTP service: schema, predictor, batcher, prediction log, app
-    monitoring/ drift (statistics and policy), monitor (the drift DAG's steps), report (HTML)
+    monitoring/ statistics (drift effect sizes), policy (the retrain decision), monitor (the
+                drift DAG's steps), report (HTML)
     deploy/     targets (local, Kubernetes), smoke test, rollback, records
     usecases/   one package per use case: flights (the default) and tabular building blocks
     dev/        laptop tooling: the embedded stack, Airflow REST client, backfill, replay,

@@ -14,7 +14,8 @@ from scipy.stats import wasserstein_distance
 
 from dslc.errors import ConfigError, DataError
 from dslc.model.profile import OTHER, fit_profile
-from dslc.monitoring import drift
+from dslc.monitoring import policy as drift_policy
+from dslc.monitoring import statistics
 
 N = 100_000
 
@@ -63,7 +64,7 @@ def _plain_psi(ref: np.ndarray, cur: np.ndarray) -> float:
 @pytest.mark.parametrize("shift", [0.0, 0.3, 2.0])
 def test_numeric_statistics_match_scipy_on_the_same_bins(profile, shift):
     cur = _frame(np.random.default_rng(1), 20_000, shift=shift)
-    s = drift.score(profile, cur)["x"]
+    s = statistics.score(profile, cur)["x"]
     edges = np.asarray(profile["features"]["x"]["edges"])
     # the batch's frequencies, binned independently with a binary search
     x = cur["x"].dropna().to_numpy()
@@ -90,7 +91,7 @@ def test_numeric_statistics_match_scipy_on_the_same_bins(profile, shift):
 def test_wasserstein_on_few_bins_is_scaled_by_the_full_range(edges):
     bins = max(len(edges) - 1, 1)
     ref, cur = np.full(bins, 1 / bins), np.r_[np.ones(1), np.zeros(bins - 1)]
-    w = drift.binned_wasserstein(ref, cur, edges)
+    w = statistics.binned_wasserstein(ref, cur, edges)
     if len(edges) < 2:
         assert w == 0.0  # a constant column cannot move on its own bins
         return
@@ -103,7 +104,7 @@ def test_categorical_statistics_and_unseen_share_match_pandas(profile):
     rng = np.random.default_rng(2)
     values = pd.Series(rng.choice(list("ABCDEZ"), 10_000), dtype="str")
     values[:500] = None
-    s = drift.score(profile, pd.DataFrame({**{c: 1.0 for c in NUMERIC}, "carrier": values}))
+    s = statistics.score(profile, pd.DataFrame({**{c: 1.0 for c in NUMERIC}, "carrier": values}))
     s = s["carrier"]
     counts = values.dropna().value_counts(normalize=True)
     assert s["bins"] == ["A", "B", "C", "D", OTHER]
@@ -123,41 +124,41 @@ def test_a_categorical_scores_the_same_whatever_its_dtype(profile, dtype):
     values = pd.Series(rng.choice(list("ABCDEZ"), 2000), dtype="str")
     values[:100] = None
     batch = pd.DataFrame({**{c: 1.0 for c in NUMERIC}, "carrier": values})
-    expected = drift.score(profile, batch)["carrier"]
-    got = drift.score(profile, batch.assign(carrier=values.astype(dtype)))["carrier"]
+    expected = statistics.score(profile, batch)["carrier"]
+    got = statistics.score(profile, batch.assign(carrier=values.astype(dtype)))["carrier"]
     assert got == expected and expected["unseen_share"] > 0
 
 
 def test_scores_are_plain_json_and_an_all_missing_column_is_reported_not_crashed(profile):
     cur = _frame(np.random.default_rng(3), 1000)
     cur["x"] = np.nan
-    s = drift.score(profile, cur)
+    s = statistics.score(profile, cur)
     json.dumps(s, allow_nan=False)
     assert s["x"]["psi"] is None and s["x"]["missing_delta"] == pytest.approx(0.95, abs=0.01)
-    v = drift.feature_verdicts(s, drift.Policy())["x"]
+    v = drift_policy.feature_verdicts(s, drift_policy.Policy())["x"]
     assert v["drifted"] and v["crossed"][0]["statistic"] == "missing_delta"
 
 
 def test_a_batch_without_a_profiled_feature_is_refused(profile):
     with pytest.raises(DataError, match=r"lacks profiled feature\(s\) \['carrier'\]"):
-        drift.score(profile, pd.DataFrame({c: [1.0] for c in NUMERIC}))
+        statistics.score(profile, pd.DataFrame({c: [1.0] for c in NUMERIC}))
 
 
 # -- the policy on constructed data -------------------------------------------------------------
 
 
 def test_two_samples_of_the_same_distribution_do_not_drift(profile):
-    s = drift.score(profile, _frame(np.random.default_rng(4)))
-    policy = drift.Policy()
-    assert not any(v["drifted"] for v in drift.feature_verdicts(s, policy).values())
-    verdict = drift.dataset_verdict(s, policy, profile["importance"])
+    s = statistics.score(profile, _frame(np.random.default_rng(4)))
+    policy = drift_policy.Policy()
+    assert not any(v["drifted"] for v in drift_policy.feature_verdicts(s, policy).values())
+    verdict = drift_policy.dataset_verdict(s, policy, profile["importance"])
     assert verdict == {**verdict, "drifted": False, "share": 0.0, "reasons": []}
     assert max(f["psi"] for f in s.values()) < 0.01
 
 
 def test_a_shifted_batch_drifts_on_every_feature_with_reasons(profile):
-    s = drift.score(profile, _frame(np.random.default_rng(5), shift=1.0))
-    verdict = drift.dataset_verdict(s, drift.Policy(), profile["importance"])
+    s = statistics.score(profile, _frame(np.random.default_rng(5), shift=1.0))
+    verdict = drift_policy.dataset_verdict(s, drift_policy.Policy(), profile["importance"])
     assert verdict["drifted"] and verdict["share"] == 1.0
     psis = [f["psi"] for f in verdict["drifted_features"]]
     assert psis == sorted(psis, reverse=True)
@@ -174,14 +175,14 @@ def _scores(psis: dict[str, float]) -> dict[str, dict]:
 
 def test_one_important_feature_drifting_is_dataset_drift_below_the_share():
     scores = _scores({f"f{i}": 0.01 for i in range(10)} | {"f3": 0.5})
-    policy = drift.Policy(share_threshold=0.3, top_features=2)
+    policy = drift_policy.Policy(share_threshold=0.3, top_features=2)
     importance = {f"f{i}": float(i) for i in range(10)}
-    assert not drift.dataset_verdict(scores, policy, importance)["drifted"]  # f3 ranks 7th
+    assert not drift_policy.dataset_verdict(scores, policy, importance)["drifted"]  # f3 ranks 7th
     importance["f3"] = 100.0
-    verdict = drift.dataset_verdict(scores, policy, importance)
+    verdict = drift_policy.dataset_verdict(scores, policy, importance)
     assert verdict["drifted"] and verdict["share"] == pytest.approx(0.1)
     assert verdict["reasons"] == ["important feature(s) drifted: f3 (top 2)"]
-    assert not drift.dataset_verdict(scores, policy, None)["drifted"]
+    assert not drift_policy.dataset_verdict(scores, policy, None)["drifted"]
 
 
 def test_feature_verdicts_name_the_statistic_and_the_threshold_crossed():
@@ -191,23 +192,25 @@ def test_feature_verdicts_name_the_statistic_and_the_threshold_crossed():
         "c": {"psi": 0.0, "js": 0.0, "missing_delta": 0.0, "unseen_share": 0.05},
         "d": {"psi": 0.19, "js": 0.29, "missing_delta": 0.09, "unseen_share": 0.049},
     }
-    v = drift.feature_verdicts(scores, drift.Policy(js_threshold=0.3))
+    v = drift_policy.feature_verdicts(scores, drift_policy.Policy(js_threshold=0.3))
     assert v["a"]["crossed"] == [{"statistic": "psi", "value": 0.2, "threshold": 0.2}]
     assert [c["statistic"] for c in v["b"]["crossed"]] == ["js", "missing_delta"]
     assert [c["statistic"] for c in v["c"]["crossed"]] == ["unseen_share"]
     assert not v["d"]["drifted"] and v["d"]["crossed"] == []
-    default = drift.feature_verdicts(scores, drift.Policy())  # JS is off by default
+    default = drift_policy.feature_verdicts(scores, drift_policy.Policy())  # JS is off by default
     assert [c["statistic"] for c in default["b"]["crossed"]] == ["missing_delta"]
 
 
 def test_a_tiny_batch_is_not_judged_on_chance_drift(profile):
     small = _frame(np.random.default_rng(9), 150)
-    scores = drift.score(profile, small)
+    scores = statistics.score(profile, small)
     assert max(s["psi"] for s in scores.values()) > 0.02  # noise at 150 rows ...
-    verdicts = drift.feature_verdicts(scores, drift.Policy())
+    verdicts = drift_policy.feature_verdicts(scores, drift_policy.Policy())
     assert not any(v["drifted"] for v in verdicts.values())  # ... is not judged
     assert verdicts["x"]["note"] == "only 150 rows (< 200): not judged"
-    judged = drift.feature_verdicts(scores, drift.Policy(min_rows=100, psi_threshold=0.01))
+    judged = drift_policy.feature_verdicts(
+        scores, drift_policy.Policy(min_rows=100, psi_threshold=0.01)
+    )
     assert any(v["drifted"] for v in judged.values())
 
 
@@ -223,13 +226,15 @@ def test_a_tiny_batch_is_not_judged_on_chance_drift(profile):
     ],
 )
 def test_retrain_needs_persistent_drift(history, retrain, consecutive):
-    d = drift.decide([{"drifted": h} for h in history], drift.Policy(persistence=2))
+    d = drift_policy.decide([{"drifted": h} for h in history], drift_policy.Policy(persistence=2))
     assert (d["retrain"], d["consecutive"]) == (retrain, consecutive)
     assert ("consecutive" in d["reason"]) == retrain
 
 
 def test_performance_drift_alone_triggers_a_retrain():
-    d = drift.decide([{"drifted": False}], drift.Policy(), {"drifted": True, "auc_drop": 0.08})
+    d = drift_policy.decide(
+        [{"drifted": False}], drift_policy.Policy(), {"drifted": True, "auc_drop": 0.08}
+    )
     assert d["retrain"] and "ROC AUC fell by 0.080" in d["reason"]
 
 
@@ -248,10 +253,10 @@ def test_performance_drift_is_an_auc_drop_beyond_the_tolerance():
     rng = np.random.default_rng(6)
     y, p = _labelled(rng, 5000, noise=1.0)
     reference = {"roc_auc": roc_auc_score(y, p), "log_loss": log_loss(y, p)}
-    policy = drift.Policy(auc_tolerance=0.05)
-    same = drift.performance(*_labelled(rng, 5000, noise=1.0), reference, policy)
+    policy = drift_policy.Policy(auc_tolerance=0.05)
+    same = drift_policy.performance(*_labelled(rng, 5000, noise=1.0), reference, policy)
     assert not same["drifted"] and abs(same["auc_drop"]) < 0.02 and same["rows"] == 5000
-    worse = drift.performance(*_labelled(rng, 5000, noise=4.0), reference, policy)
+    worse = drift_policy.performance(*_labelled(rng, 5000, noise=4.0), reference, policy)
     assert worse["drifted"] and worse["auc_drop"] >= 0.05
     assert worse["log_loss_increase"] > 0
     yw, pw = _labelled(np.random.default_rng(7), 5000, noise=4.0)
@@ -259,17 +264,17 @@ def test_performance_drift_is_an_auc_drop_beyond_the_tolerance():
 
 
 def test_performance_is_not_judged_on_one_class_or_few_rows():
-    policy = drift.Policy(min_performance_rows=100)
-    one = drift.performance(np.zeros(500), np.full(500, 0.9), {"roc_auc": 0.9}, policy)
+    policy = drift_policy.Policy(min_performance_rows=100)
+    one = drift_policy.performance(np.zeros(500), np.full(500, 0.9), {"roc_auc": 0.9}, policy)
     assert not one["drifted"] and "one class" in one["note"] and one["roc_auc"] is None
-    few = drift.performance([0, 1] * 10, [0.9, 0.1] * 10, {"roc_auc": 0.9}, policy)
+    few = drift_policy.performance([0, 1] * 10, [0.9, 0.1] * 10, {"roc_auc": 0.9}, policy)
     assert not few["drifted"] and "only 20 labelled rows" in few["note"]
     with pytest.raises(ValueError, match="3 labels but 2 predictions"):
-        drift.performance([0, 1, 0], [0.1, 0.2], {"roc_auc": 0.9}, policy)
+        drift_policy.performance([0, 1, 0], [0.1, 0.2], {"roc_auc": 0.9}, policy)
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
-        drift.performance([0, 1, np.nan], [0.1, 0.2, 0.3], {"roc_auc": 0.9}, policy)
+        drift_policy.performance([0, 1, np.nan], [0.1, 0.2, 0.3], {"roc_auc": 0.9}, policy)
     with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
-        drift.performance([0, 1], [0.1, np.nan], {"roc_auc": 0.9}, policy)
+        drift_policy.performance([0, 1], [0.1, np.nan], {"roc_auc": 0.9}, policy)
 
 
 # -- policy plumbing ----------------------------------------------------------------------------
@@ -285,7 +290,7 @@ def test_policy_reads_settings_and_takes_overrides():
         drift_cooldown_days=5,
         drift_retrain_enabled=False,
     )
-    p = drift.Policy.from_settings(settings, persistence=1, js_threshold=None)  # type: ignore[arg-type]
+    p = drift_policy.Policy.from_settings(settings, persistence=1, js_threshold=None)  # type: ignore[arg-type]
     assert (p.psi_threshold, p.share_threshold, p.top_features) == (0.25, 0.5, 4)
     assert (p.persistence, p.auc_tolerance, p.cooldown_days) == (1, 0.02, 5)
     assert p.retrain_enabled is False and p.js_threshold is None
@@ -295,16 +300,16 @@ def test_policy_from_the_real_settings_uses_the_documented_defaults(monkeypatch)
     from dslc.settings import Settings
 
     monkeypatch.setenv("DSLC_DRIFT_PSI_THRESHOLD", "0.1")
-    p = drift.Policy.from_settings(Settings())
+    p = drift_policy.Policy.from_settings(Settings())
     assert p.psi_threshold == 0.1 and p.share_threshold == 0.3 and p.persistence == 2
 
 
 def test_a_bad_policy_says_what_is_wrong():
     # ConfigError: the drift DAG fails without retries; still a ValueError for older callers.
     with pytest.raises(ConfigError, match=r"persistence=0"):
-        drift.Policy(persistence=0)
+        drift_policy.Policy(persistence=0)
     with pytest.raises(ConfigError, match=r"unknown drift policy field\(s\) \['psi'\]"):
-        drift.Policy.from_settings(SimpleNamespace(**_DEFAULTS), psi=0.3)  # type: ignore[arg-type]
+        drift_policy.Policy.from_settings(SimpleNamespace(**_DEFAULTS), psi=0.3)  # type: ignore[arg-type]
 
 
 _DEFAULTS = {
@@ -329,4 +334,4 @@ _DEFAULTS = {
     ],
 )
 def test_cooldown_counts_logical_days(last, ds, days, ok):
-    assert drift.cooldown_ok(last, ds, days) is ok
+    assert drift_policy.cooldown_ok(last, ds, days) is ok

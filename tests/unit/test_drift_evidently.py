@@ -16,7 +16,8 @@ import pytest
 
 from bench.bench_drift import EVIDENTLY_PYTHON, make_frames, run_evidently
 from dslc.model.profile import fit_profile
-from dslc.monitoring import drift
+from dslc.monitoring import policy as drift_policy
+from dslc.monitoring import statistics
 
 pytestmark = pytest.mark.integration  # a real subprocess in another venv, a few seconds
 THRESHOLD = 0.2
@@ -34,7 +35,7 @@ def evidently_and_ours() -> tuple[dict, dict, dict]:
     cur.loc[cur.index[:200], "num3"] = np.nan  # a little more missing than the reference
     ev = run_evidently(ref, cur, data["numeric"], data["categorical"], threshold=THRESHOLD)
     profile = fit_profile(ref, data["numeric"], data["categorical"])
-    scores = drift.score(profile, cur)
+    scores = statistics.score(profile, cur)
     return data, ev, scores
 
 
@@ -42,8 +43,8 @@ def test_the_same_columns_drift_in_evidently_and_in_ours(evidently_and_ours):
     data, ev, scores = evidently_and_ours
     theirs = {c: v["drifted"] for c, v in ev["columns"].items()}
     ours_psi = {c: s["psi"] >= THRESHOLD for c, s in scores.items()}
-    policy = drift.Policy(psi_threshold=THRESHOLD)
-    ours = {c: v["drifted"] for c, v in drift.feature_verdicts(scores, policy).items()}
+    policy = drift_policy.Policy(psi_threshold=THRESHOLD)
+    ours = {c: v["drifted"] for c, v in drift_policy.feature_verdicts(scores, policy).items()}
 
     assert ev["evidently"] == "0.7.23" and ev["pandas"].startswith("2.")
     assert {c for c, d in theirs.items() if d} == set(data["shifted"])  # the data is as built

@@ -17,7 +17,7 @@ from dslc.lake import Lake
 from dslc.model import profile as drift_profile
 from dslc.monitoring import monitor as dm
 from dslc.monitoring import report as drift_report
-from dslc.monitoring.drift import Policy
+from dslc.monitoring.policy import Policy
 from dslc.usecases.flights.datasets import FEATURES
 
 CARRIERS = ["AA", "B6", "DL", "UA"]

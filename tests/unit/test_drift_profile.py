@@ -186,15 +186,15 @@ V1_MISSING_IN_OTHER_DATA = {"c": ["A"] * 50 + ["B"] * 25 + ["C"] * 13 + ["D"] * 
 
 
 def test_version_1_profiles_still_score_their_own_data_as_no_drift():
-    from dslc.monitoring import drift
+    from dslc.monitoring import statistics
 
-    s = drift.score(V1_MISSING_KEPT, pd.DataFrame(V1_MISSING_KEPT_DATA))
+    s = statistics.score(V1_MISSING_KEPT, pd.DataFrame(V1_MISSING_KEPT_DATA))
     assert s["x"]["psi"] == pytest.approx(0.0) and s["c"]["psi"] == pytest.approx(0.0, abs=1e-12)
     assert s["c"]["cur_freq"] == pytest.approx([5 / 9, 2.5 / 9, 1 / 9, 0.5 / 9, 0.0])
     assert s["c"]["unseen_share"] == 0.0  # it kept every category: unseen is known
     assert s["c"]["missing_delta"] == 0.0
 
-    s = drift.score(V1_MISSING_IN_OTHER, pd.DataFrame(V1_MISSING_IN_OTHER_DATA))["c"]
+    s = statistics.score(V1_MISSING_IN_OTHER, pd.DataFrame(V1_MISSING_IN_OTHER_DATA))["c"]
     assert s["psi"] == pytest.approx(0.0, abs=1e-12)
     assert s["ref_freq"] == pytest.approx([0.5 / 0.98, 0.25 / 0.98, 0.23 / 0.98])
     assert s["unseen_share"] is None  # C and D were cut: rare and unseen look alike

@@ -25,7 +25,7 @@ from dslc.dev.stack import CliError
 from dslc.errors import ConfigError, DataError, DslcError, ServiceUnavailableError, UserError
 from dslc.lake import PartitionNotFoundError
 from dslc.model.registry import PromotionConflictError, RegistryUnavailableError
-from dslc.monitoring.drift import Policy
+from dslc.monitoring.policy import Policy
 from dslc.serving.batcher import NoModelError, PredictionError
 from dslc.serving.predictor import ModelLayoutError
 from dslc.serving.schema import SchemaError

@@ -4,7 +4,7 @@ Per numeric feature: quantile bin edges, the share of non-missing rows in each b
 missing rate. Per categorical feature: the frequencies (among non-missing rows) of its most
 common categories plus an ``__other__`` bucket, the missing rate, and every category seen (up
 to :data:`MAX_SEEN`) so a batch's unseen categories can be told from the reference's rare ones.
-The profile is plain JSON, logged with the model version; :mod:`dslc.monitoring.drift` scores
+The profile is plain JSON, logged with the model version; :mod:`dslc.monitoring.statistics` scores
 a batch on the same bins with :func:`numeric_counts` / :func:`categorical_counts`, one pass per
 column.
 

@@ -2,7 +2,7 @@
 
 Plain Python under the ``drift_monitor`` DAG (no Airflow here: the DAG passes in the few facts
 only Airflow knows, such as how many ``train`` runs are in flight). The statistics and the
-policy are :mod:`dslc.monitoring.drift`; this module does the I/O around them:
+policy are :mod:`dslc.monitoring.policy`; this module does the I/O around them:
 
 * :func:`champion`: the champion version, its reference profile and holdout metrics (MLflow);
 * :func:`compute`: the window's features scored against the profile, the champion's logged
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from dslc.monitoring.drift import Policy
+    from dslc.monitoring.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +170,15 @@ def verdict_history(
     today: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """The dataset verdicts of the ``persistence`` windows ending at ``ds``, ``ds - 1``, ...
-    (oldest first), for :func:`dslc.monitoring.drift.decide`.
+    (oldest first), for :func:`dslc.monitoring.drift_policy.decide`.
 
     Earlier windows are scored again here, from their features, against this champion and
     policy (not read from earlier reports): the decision is then the same whatever order the
     days run in (a backfill, a re-run) and a new champion does not inherit its predecessor's
     verdicts. A window without published features counts as not drifted.
     """
-    from dslc.monitoring import drift
+    from dslc.monitoring import policy as drift_policy
+    from dslc.monitoring import statistics
 
     last = dt.date.fromisoformat(day(ds))
     out: list[dict[str, Any]] = []
@@ -187,8 +188,8 @@ def verdict_history(
         if frame is None:
             out.append({"ds": end, "drifted": False, "note": "no published features"})
             continue
-        verdict = drift.dataset_verdict(
-            drift.score(champ.profile, frame), policy, champ.profile.get("importance")
+        verdict = drift_policy.dataset_verdict(
+            statistics.score(champ.profile, frame), policy, champ.profile.get("importance")
         )
         out.append({"ds": end, "drifted": bool(verdict["drifted"]), "share": verdict["share"]})
     out.append({"ds": day(ds), "drifted": bool(today["drifted"]), "share": today["share"]})
@@ -285,7 +286,7 @@ def join_labels(
 def _performance(
     lake: Lake, champ: Champion, days: list[str], features: pd.DataFrame, policy: Policy
 ) -> dict[str, Any]:
-    from dslc.monitoring import drift
+    from dslc.monitoring import policy as drift_policy
 
     preds = load_predictions(lake, champ.name, days)
     if preds is None:
@@ -298,7 +299,7 @@ def _performance(
             "counts": counts,
             "note": f"version {champ.version} has no holdout_roc_auc to compare with",
         }
-    result = drift.performance(y, p, champ.holdout, policy)
+    result = drift_policy.performance(y, p, champ.holdout, policy)
     return {**result, "counts": counts, "reference": dict(champ.holdout)}
 
 
@@ -312,7 +313,8 @@ def compute(
     dataset: str | None = None,
 ) -> dict[str, Any]:
     """Score the window ending at ``ds`` against the champion; write and return the report."""
-    from dslc.monitoring import drift
+    from dslc.monitoring import policy as drift_policy
+    from dslc.monitoring import statistics
     from dslc.settings import get_settings
 
     dataset = dataset or get_settings().dataset
@@ -327,12 +329,12 @@ def compute(
             f"{lake.uri('features', dataset)}: run `ingest` for those days first"
         )
     present = [d for d in days if d in frames]
-    scores = drift.score(champ.profile, features)
-    verdicts = drift.feature_verdicts(scores, policy)
-    dataset_verdict = drift.dataset_verdict(scores, policy, champ.profile.get("importance"))
+    scores = statistics.score(champ.profile, features)
+    verdicts = drift_policy.feature_verdicts(scores, policy)
+    dataset_verdict = drift_policy.dataset_verdict(scores, policy, champ.profile.get("importance"))
     perf = _performance(lake, champ, days, features, policy)
     verdicts_over_days = verdict_history(champ, frames, ds, window, policy, dataset_verdict)
-    decision = drift.decide(verdicts_over_days, policy, perf)
+    decision = drift_policy.decide(verdicts_over_days, policy, perf)
     report = {
         "schema": REPORT_SCHEMA,
         "ds": day(ds),
@@ -440,7 +442,7 @@ def cooldown_blocker(
     Both directions count: re-running an earlier day after a later one triggered must not
     trigger again within the cooldown either.
     """
-    from dslc.monitoring.drift import cooldown_ok
+    from dslc.monitoring.policy import cooldown_ok
 
     today = dt.date.fromisoformat(day(ds))
     before = [r for r in records if r["ds"] <= day(ds)]
