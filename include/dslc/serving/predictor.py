@@ -10,7 +10,7 @@ scikit-learn's own tree predictor, one call per tree; for a few rows with a nump
 trees at once (:class:`_Forest`, same decisions). Either way the leaf values are added in the
 order ``HistGradientBoostingClassifier._raw_predict`` adds them and the model's own loss turns
 them into probabilities, so the answers are bitwise identical to the offline
-``pipeline.predict_proba(features_of(df))[:, 1]`` (tests/unit/test_predictor.py).
+``pipeline.predict_proba(features_of(df))[:, 1]`` (tests/unit/serving/test_predictor.py).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 # What skops must be told to trust to load this pipeline, beyond its built-in safe set
-# (skops.io.get_untrusted_types on a dumped pipeline; tests/unit/test_training.py checks it).
+# (skops.io.get_untrusted_types on a dumped pipeline; tests/unit/model/test_training.py checks it).
 # Keeping skops, with an explicit list, means loading a model never runs arbitrary pickle code.
 GRADIENT_BOOSTING_TRUSTED_TYPES = (
     "functools.partial",

@@ -520,7 +520,7 @@ def test_compare_counts_rows_beyond_the_tolerance_and_nan_as_wrong():
 
 
 def _lake_with_split(lake: Lake, days: int = 6) -> str:
-    from tests.unit.test_training import publish_days
+    from tests.unit.model.test_training import publish_days
 
     published = publish_days(lake, days)
     parts = []
@@ -551,7 +551,7 @@ def test_holdout_sample_is_deterministic_and_spans_the_holdout(lake):
 
 def test_holdout_sample_survives_a_republished_partition(lake, caplog):
     uri = _lake_with_split(lake)
-    from tests.unit.test_training import synthetic_features
+    from tests.unit.model.test_training import synthetic_features
 
     lake.publish(
         Lake.partition("features", "flights", "2013-01-06"), synthetic_features("2013-01-06", 50)
@@ -566,7 +566,7 @@ def test_split_in_another_lake_is_a_clear_error(lake):
 
 
 def test_records_follow_the_serving_contract(lake):
-    from tests.unit.test_training import synthetic_features
+    from tests.unit.model.test_training import synthetic_features
 
     df = synthetic_features("2013-01-02", n=40)
     recs = smoke.records_of(df)
@@ -581,7 +581,7 @@ def test_records_follow_the_serving_contract(lake):
 
 @pytest.fixture(scope="module")
 def small_pipeline():
-    from tests.unit.test_training import synthetic_features
+    from tests.unit.model.test_training import synthetic_features
 
     return training.fit(synthetic_features("2013-01-01", n=400), training.TrainParams(max_iter=5))
 

@@ -1,5 +1,5 @@
 """Unit tests of our Airflow REST client: the dates it sends, the answers it reads, and the
-error messages a user sees. Airflow is faked (``tests.unit.airflow_fakes``)."""
+error messages a user sees. Airflow is faked (``tests.unit.dev.airflow_fakes``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from dslc.dev import airflow_client
 from dslc.dev.airflow_client import AirflowApiError
-from tests.unit.airflow_fakes import D1, D2, D3, client, run, token_ok
+from tests.unit.dev.airflow_fakes import D1, D2, D3, client, run, token_ok
 
 
 def test_backfill_window_is_inclusive_midnights_utc() -> None:

@@ -12,7 +12,7 @@ from dslc.model.spec import features_of
 from dslc.usecases.flights import USECASE
 from dslc.usecases.tabular import GRADIENT_BOOSTING_TRUSTED_TYPES
 from tests.support import free_port
-from tests.unit.test_training import synthetic_features
+from tests.unit.model.test_training import synthetic_features
 
 
 def test_an_unreachable_server_is_a_clear_error(monkeypatch):

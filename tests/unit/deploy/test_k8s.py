@@ -26,7 +26,7 @@ from dslc.deploy import kubernetes as k8s
 from dslc.deploy import records, smoke
 from dslc.lake import Lake
 from dslc.model import registry
-from tests.unit.test_deploy import PASSED, FakeMlflow
+from tests.unit.deploy.test_deploy import PASSED, FakeMlflow
 
 MODEL = "flights_late"
 NS = "dslc"
@@ -141,7 +141,7 @@ def test_rendering_is_typed_and_refuses_missing_values():
 
 
 def test_templates_ship_with_the_package():
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     pyproject = (root / "pyproject.toml").read_text()
     assert '"deploy/k8s/*.yaml"' in pyproject
     assert (root / "include/dslc/deploy/k8s/deployment.yaml").exists()

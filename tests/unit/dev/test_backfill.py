@@ -1,5 +1,5 @@
 """Unit tests of ``dslc backfill``: progress accounting, the parts it creates, what it reports.
-Airflow is faked (``tests.unit.airflow_fakes``): runs finish after a few polls."""
+Airflow is faked (``tests.unit.dev.airflow_fakes``): runs finish after a few polls."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from dslc.dev import backfill
 from dslc.dev.airflow_client import AirflowApiError, AirflowClient
 from dslc.dev.backfill import BackfillProgress
-from tests.unit.airflow_fakes import BASE, D1, D2, D3, UTC, client, run, token_ok
+from tests.unit.dev.airflow_fakes import BASE, D1, D2, D3, UTC, client, run, token_ok
 
 
 def test_progress_counts_only_expected_runs() -> None:

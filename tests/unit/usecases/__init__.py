@@ -1,0 +1,1 @@
+"""Unit tests of the use case boundary and the flights use case."""
