@@ -8,7 +8,7 @@ never race past the guards together.
 
 | step | what it does |
 |---|---|
-| `wait_for_features` | deferrable: waits in the triggerer (no worker slot) for `features/flights/ds={{ ds }}/_SUCCESS`; times out naming the day |
+| `wait_for_features` | deferrable: waits in the triggerer (no worker slot) for `features/<dataset>/ds={{ ds }}/_SUCCESS`; times out naming the day |
 | `compute_drift` | the `champion` version's reference profile (logged by `train`) vs the window's features: PSI, Jensen-Shannon, binned Wasserstein and KS, missing-rate change, unseen categories per feature; the dataset verdict; the champion's logged predictions (the serving log, where there is one) scored against the labels vs its holdout ROC AUC; the policy's verdict over the last `persistence` windows (re-scored from their features). Writes `monitoring/drift/ds=.../report.json`. No champion yet: skipped, nothing to compare against |
 | `report` | `report.html` beside it (heatmap of PSI by feature and day, reference vs current distributions, every statistic), linked from the task log; the day's metrics in MLflow (experiment `dslc-drift`, one run per champion version, stepped by day) |
 | `decide` | the policy's verdict through the guards, all checked and all reported in `decision.json`: the kill switch, a `train` run queued or running, the cooldown (in data time), once per (champion version, day) |

@@ -1,14 +1,15 @@
 """
 ### ingest: land -> extract -> validate -> build_features, one day per run
 
-The daily data pipeline for NYC flights (plus the hourly weather at the origin airports).
+The daily data pipeline of the selected use case (`DSLC_USECASE`; by default NYC flights, plus
+the hourly weather at the origin airports). `<dataset>` below is its primary dataset.
 
 | step | what it does |
 |---|---|
-| `wait_for_landing` | waits (reschedule mode: no worker slot held) for `landing/flights/ds={{ ds }}/` |
+| `wait_for_landing` | waits (reschedule mode: no worker slot held) for `landing/<dataset>/ds={{ ds }}/` |
 | `extract` | parses the landed CSVs and stages them as Parquet; an unreadable file goes to `quarantine/` |
 | `validate` | runs the Great Expectations suite; saves `validation/<dataset>/ds=.../result.json` and `index.html`; on failure moves the input to `quarantine/` and fails naming every failed expectation; on success publishes `raw/` |
-| `build_features` | label + pre-departure features, weather joined at origin and scheduled hour; publishes `features/flights/ds=.../` and emits an Asset event with partition, rows and content hash |
+| `build_features` | the use case's label and features (flights: pre-departure features, weather joined at origin and scheduled hour); publishes `features/<dataset>/ds=.../` and emits an Asset event with partition, rows and content hash |
 
 Every step is idempotent for its day: clearing or backfilling gives the same bytes.
 Bad data fails without retries (it would fail the same way again); fix the input and land the

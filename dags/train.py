@@ -1,13 +1,13 @@
 """
 ### train: assemble -> train -> evaluate against the champion -> register -> promote -> deploy
 
-(Re)trains the "is this flight going to be late?" model from the published feature
-partitions in a window, moves the `champion` alias in MLflow only if the new model earns it, and
-deploys the new champion to the serving service.
+(Re)trains the use case's model (by default: is this flight going to be late?) from the
+published feature partitions in a window, moves the `champion` alias in MLflow only if the new
+model earns it, and deploys the new champion to the serving service.
 
 | step | what it does |
 |---|---|
-| `assemble` | checks the params; reads the published `features/flights/ds=...` partitions in the window (missing days are logged; too few days or rows fail); splits by date into train / valid / holdout (never at random across time); writes `training/flights/run=.../split.json` with every partition's content hash |
+| `assemble` | checks the params; reads the published `features/<dataset>/ds=...` partitions in the window (missing days are logged; too few days or rows fail); splits by date into train / valid / holdout (never at random across time); writes `training/<dataset>/run=.../split.json` with every partition's content hash |
 | `train` | fits the seeded scikit-learn pipeline (ordinal-encoded categoricals -> HistGradientBoosting with native categorical splits); logs params, metrics, split and model (skops, signature, input example, pinned requirements) to one MLflow run per DAG run (a retry reuses it) |
 | `evaluate` | scores the challenger and the current `champion` on the same holdout: ROC AUC, PR AUC, log loss, Brier, calibration, per origin and top carriers; logged to the run as metrics, `evaluation/evaluation.json` and `evaluation/comparison.md` |
 | `register` | one model version per run (a retry finds it), tagged with window, partition hashes, git sha, trigger reason and DAG run id; the drift reference profile is logged with it |
@@ -16,7 +16,7 @@ deploys the new champion to the serving service.
 
 Triggered from the form below, by the drift DAG (`conf`: `reason`, `window_end`,
 `window_days`, `report_uri`, `drifted_features`), or weekly. Look in MLflow under the
-experiment `dslc-train` and the registered model `flights_late`.
+experiment `dslc-train` and the registered model (`flights_late` by default, `DSLC_MODEL_NAME`).
 """
 
 from __future__ import annotations
