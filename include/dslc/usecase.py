@@ -176,6 +176,10 @@ class UseCase:
     """The registered model's name in MLflow (``DSLC_MODEL_NAME`` overrides it)."""
     source: Source
     serving_fields: tuple[FeatureField, ...]
+    log_key: FeatureField | None = None
+    """A whole-number id a client may send with each record beside the model's inputs (flights:
+    the flight number); the prediction log keeps it so labels can be joined later. The
+    feature key's columns must be ``ds``, model inputs, or this one."""
     slices: tuple[Slice, ...] = ()
     demo: DemoCalendar | None = None
 
@@ -198,8 +202,21 @@ class UseCase:
             )
         if self.features.key[:1] != ("ds",):
             raise UseCaseError(f"use case {self.name!r}: the feature key must start with 'ds'")
+        self._check_log_key()
         if self.features.leaky & set(self.features.columns):
             raise UseCaseError(f"use case {self.name!r}: a leaky column is in the feature table")
+
+    def _check_log_key(self) -> None:
+        rest = [k for k in self.features.key[1:] if k not in self.model.features]
+        key = self.log_key
+        if key is not None and (key.kind != "float" or not key.integral):
+            raise UseCaseError(f"use case {self.name!r}: log_key must be a whole number field")
+        if rest and (key is None or rest != [key.name]):
+            raise UseCaseError(
+                f"use case {self.name!r}: the feature key column(s) {rest} are not model inputs, "
+                "so a served record cannot be matched with its label later; make one of them "
+                "the log_key (a whole-number id)"
+            )
 
     @property
     def primary(self) -> Dataset:

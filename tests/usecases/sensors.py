@@ -145,5 +145,6 @@ USECASE = UseCase(
         FeatureField("temperature", "float", min=-50, max=200),
         FeatureField("vibration", "float", min=0, max=20),
     ),
+    log_key=FeatureField("reading", "float", nullable=True, min=1, max=99_999, integral=True),
     slices=(Slice("machine"),),
 )

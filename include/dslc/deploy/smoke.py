@@ -73,10 +73,13 @@ def holdout_sample(lake: Lake, split_uri: str, rows: int) -> pd.DataFrame:
 
 
 def records_of(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """``/predict`` records: the model features (NaN -> null) plus ``ds`` and ``flight``."""
+    """``/predict`` records: the model features (NaN -> null) plus ``ds`` and the log key."""
     from dslc.model.spec import features_of, model_spec
+    from dslc.settings import get_usecase
 
     spec = model_spec()
+    log_key = get_usecase().log_key
+    key = log_key.name if log_key is not None else None
     feats = features_of(df, spec)
     numeric = set(spec.numeric)
     out = []
@@ -89,8 +92,8 @@ def records_of(df: pd.DataFrame) -> list[dict[str, Any]]:
                 rec[col] = None if value is None or value != value else str(value)
         if "ds" in df.columns:
             rec["ds"] = str(df["ds"].iat[i])
-        if "flight" in df.columns:
-            rec["flight"] = int(df["flight"].iat[i])
+        if key is not None and key in df.columns:
+            rec[key] = int(df[key].iat[i])
         out.append(rec)
     return out
 

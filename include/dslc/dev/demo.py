@@ -82,15 +82,17 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def _records(lake: Lake, ds: str) -> list[dict[str, Any]]:
-    """The day's flights as /predict records: the model features plus ds and flight."""
+    """The day's rows as /predict records: the model features plus ds and the log key."""
     import math
 
     from dslc.lake import Lake
     from dslc.model.spec import model_features
-    from dslc.settings import get_settings
+    from dslc.settings import get_settings, get_usecase
 
     df = lake.read_partition(Lake.partition("features", get_settings().dataset, ds))
-    cols = [*model_features(), "flight"]
+    log_key = get_usecase().log_key
+    key = [log_key.name] if log_key is not None else []
+    cols = [*model_features(), *key]
     out = []
     for row in df[cols].itertuples(index=False):
         rec: dict[str, Any] = {}
@@ -100,7 +102,8 @@ def _records(lake: Lake, ds: str) -> list[dict[str, Any]]:
             elif hasattr(value, "item"):  # numpy scalar
                 value = value.item()
             rec[name] = value
-        rec["flight"] = int(rec["flight"])
+        for name in key:
+            rec[name] = int(rec[name])
         rec["ds"] = ds
         out.append(rec)
     return out
@@ -130,7 +133,7 @@ def wait_ready(settings: Settings, timeout: float = 300.0) -> dict[str, Any]:
 
 
 def score_days(settings: Settings, lake: Lake, days: list[dt.date]) -> dict[str, int]:
-    """POST each published day's flights to /predict (once per day); returns rows per day."""
+    """POST each published day's rows to /predict (once per day); returns rows per day."""
     import httpx
     from rich.progress import Progress
 
@@ -138,7 +141,7 @@ def score_days(settings: Settings, lake: Lake, days: list[dt.date]) -> dict[str,
     todo = [
         d.isoformat()
         for d in days
-        if lake.manifest(lake.partition("features", "flights", d)) is not None
+        if lake.manifest(lake.partition("features", settings.dataset, d)) is not None
         and not _scored(lake, model, d.isoformat())
     ]
     scored: dict[str, int] = {}

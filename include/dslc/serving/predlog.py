@@ -4,9 +4,9 @@ Layout (one Parquet file per flush and day, never rewritten)::
 
     predictions/<model>/ds=YYYY-MM-DD/part-<utc timestamp>-<uuid8>.parquet
 
-Columns: ``request_id``, ``request_time`` (UTC), ``ds``, ``flight``, the model's input columns,
-``probability``, ``late``, ``model_version``. ``ds`` is the flight's day when the client sent
-it, else the UTC day of the request.
+Columns: ``request_id``, ``request_time`` (UTC), ``ds``, the use case's log key (flights:
+``flight``), the model's input columns, ``probability``, ``late``, ``model_version``. ``ds`` is
+the record's day when the client sent it, else the UTC day of the request.
 
 Requests only append to a bounded in-memory buffer (a lock and a list append). A background
 thread flushes it every ``flush_seconds`` or when ``max_rows`` are buffered. Each file is
@@ -54,7 +54,7 @@ class _Entry:
     n: int
     columns: dict[str, Any]  # tuples, or float64 arrays (NaN = null) for numeric columns
     ds: tuple[str, ...]
-    flight: tuple[int | None, ...]
+    key: tuple[int | None, ...]
     probabilities: tuple[float, ...]
     late: tuple[bool, ...]
     version: str
@@ -78,6 +78,7 @@ class PredictionLog:
         max_rows: int = 50_000,
         max_buffer_rows: int | None = None,
         categorical: tuple[str, ...] | None = None,
+        key: str | None = None,
         on_rows: Callable[[int], None] = _noop,
         on_error: Callable[[int], None] = _noop,
         on_dropped: Callable[[int], None] = _noop,
@@ -90,6 +91,7 @@ class PredictionLog:
             from dslc.model.spec import model_spec
 
             categorical = model_spec().categorical
+        self.key = key or log_key_name()
         self.lake = lake
         self.model = model
         self.flush_seconds = flush_seconds
@@ -133,7 +135,7 @@ class PredictionLog:
                             for name, values in batch.columns.items()
                         },
                         tuple(batch.ds),
-                        tuple(batch.flight),
+                        tuple(batch.key),
                         tuple(probabilities),
                         tuple(late),
                         version,
@@ -294,7 +296,7 @@ class PredictionLog:
                 repeat(lambda e: e.request_time), pa.timestamp("us", tz="UTC")
             ),
             "ds": pa.array(flat(lambda e: e.ds), pa.string()),
-            "flight": pa.array(flat(lambda e: e.flight), pa.int64()),
+            self.key: pa.array(flat(lambda e: e.key), pa.int64()),
         }
         for col in names:
             if col in self._categorical:
@@ -308,7 +310,15 @@ class PredictionLog:
         return pa.table(data)
 
 
-def log_columns(features: list[str] | None = None) -> list[str]:
+def log_key_name() -> str:
+    """The log's id column: the use case's log key (``key`` when it has none)."""
+    from dslc.settings import get_usecase
+
+    key = get_usecase().log_key
+    return key.name if key is not None else "key"
+
+
+def log_columns(features: list[str] | None = None, key: str | None = None) -> list[str]:
     """The prediction log's columns, in order."""
     if features is None:
         from dslc.model.spec import model_features
@@ -318,7 +328,7 @@ def log_columns(features: list[str] | None = None) -> list[str]:
         "request_id",
         "request_time",
         "ds",
-        "flight",
+        key or log_key_name(),
         *features,
         "probability",
         "late",

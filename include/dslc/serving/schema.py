@@ -25,8 +25,6 @@ from typing import Any, Literal
 from dslc.errors import UserError
 
 Kind = Literal["str", "float", "int", "bool"]
-OPTIONAL_KEYS = ("ds", "flight")
-"""Keys a record may carry besides the model's inputs (they go to the prediction log)."""
 MAX_ERRORS = 50
 """Problems reported per request; enough to fix a client, bounded for a huge bad body."""
 _STR_MAX_LEN = 64
@@ -94,7 +92,8 @@ class Batch:
 
     columns: dict[str, Any]
     ds: list[str]
-    flight: list[int | None]
+    key: list[int | None]
+    """The use case's log key (flights: the flight number) of each record, None if not sent."""
     n: int
 
 
@@ -254,18 +253,31 @@ class _NumericPlan:
         return {name: arr[i] for i, name in enumerate(self.names)}
 
 
-_FLIGHT = FieldSpec("flight", "int", nullable=True, min=1, max=9999, integral=True)
-_flight_conv = _number(_FLIGHT)
+def log_key_spec() -> FieldSpec | None:
+    """The use case's log key (an optional whole-number id beside the inputs), if it has one."""
+    from dslc.settings import get_usecase
+
+    key = get_usecase().log_key
+    if key is None:
+        return None
+    return FieldSpec(key.name, "int", True, key.min, key.max, True)
 
 
 class InputSchema:
     """The records ``POST /predict`` accepts, and their validation into a :class:`Batch`."""
 
-    def __init__(self, fields: list[FieldSpec], source: str = "") -> None:
+    def __init__(
+        self, fields: list[FieldSpec], source: str = "", key: FieldSpec | bool | None = True
+    ) -> None:
+        """``key``: the log key's spec, None for none, True for the use case's."""
         names = [f.name for f in fields]
         if not fields or len(set(names)) != len(names):
             raise SchemaError(f"a serving schema needs distinct, non-empty columns: {names}")
-        clash = set(names) & set(OPTIONAL_KEYS)
+        self.key = log_key_spec() if key is True else key or None
+        self.optional = ("ds", self.key.name) if self.key is not None else ("ds",)
+        """Keys a record may carry besides the model's inputs (they go to the prediction log)."""
+        self._key_conv = _number(self.key) if self.key is not None else None
+        clash = set(names) & set(self.optional)
         if clash:
             raise SchemaError(f"model inputs {sorted(clash)} clash with the log-only keys")
         self.fields = tuple(fields)
@@ -279,7 +291,7 @@ class InputSchema:
             for f in fields
             if f.kind in ("str", "bool")
         ]
-        self._allowed = frozenset(names) | frozenset(OPTIONAL_KEYS)
+        self._allowed = frozenset(names) | frozenset(self.optional)
         self._days: dict[str, bool] = {}
 
     def __repr__(self) -> str:
@@ -388,34 +400,33 @@ class InputSchema:
         if sum(map(len, records)) == n * len(self.fields):  # no optional or unknown keys
             return Batch(columns, [default_ds] * n, [None] * n, n)
         errors: list[dict[str, Any]] = []
-        ds, flight = self._log_keys(records, default_ds, errors)
+        ds, key = self._log_keys(records, default_ds, errors)
         if errors or any(not rec.keys() <= self._allowed for rec in records):
             return None
-        return Batch(columns, ds, flight, n)
+        return Batch(columns, ds, key, n)
 
     def _log_keys(
         self, records: list[Any], default_ds: str, errors: list[dict[str, Any]]
     ) -> tuple[list[str], list[int | None]]:
         ds = [self._day(i, r.get("ds"), default_ds, errors) for i, r in enumerate(records)]
-        flight = [self._flight(i, r.get("flight"), errors) for i, r in enumerate(records)]
-        return ds, flight
+        return ds, [self._key(i, r, errors) for i, r in enumerate(records)]
 
     def _validate_slow(self, records: list[Any], default_ds: str) -> Batch:
         n = len(records)
         columns: dict[str, list[Any]] = {name: [] for name in self.names}
         plan = [(name, conv, columns[name]) for name, conv in self._convs]
         ds: list[str] = []
-        flight: list[int | None] = []
+        key: list[int | None] = []
         errors: list[dict[str, Any]] = []
         for i, rec in enumerate(records):
             if type(rec) is dict:
                 self._record(i, rec, plan, errors)
                 if len(rec) > len(plan):  # carries log-only keys (or unknown ones)
                     ds.append(self._day(i, rec.get("ds"), default_ds, errors))
-                    flight.append(self._flight(i, rec.get("flight"), errors))
+                    key.append(self._key(i, rec, errors))
                 else:
                     ds.append(default_ds)
-                    flight.append(None)
+                    key.append(None)
             else:
                 errors.append(
                     error(
@@ -428,7 +439,7 @@ class InputSchema:
                 break
         if errors:
             raise RequestError(422, errors[:MAX_ERRORS])
-        return Batch(columns, ds, flight, n)
+        return Batch(columns, ds, key, n)
 
     def _record(
         self,
@@ -446,14 +457,14 @@ class InputSchema:
                 errors.append(error((i, name), f"record {i}: field {name!r} is missing", "missing"))
             except _Bad as e:
                 errors.append(error((i, name), f"record {i}: field {name!r} {e}", "value_error"))
-        known = len(plan) - missing + sum(1 for k in OPTIONAL_KEYS if k in rec)
+        known = len(plan) - missing + sum(1 for k in self.optional if k in rec)
         if len(rec) > known:
             for key in [k for k in rec if k not in self._allowed][:5]:
                 errors.append(
                     error(
                         (i, key),
                         f"record {i}: unknown field {key!r}; the model takes "
-                        f"{', '.join(self.names)} (and optional {', '.join(OPTIONAL_KEYS)})",
+                        f"{', '.join(self.names)} (and optional {', '.join(self.optional)})",
                         "extra_forbidden",
                     )
                 )
@@ -481,12 +492,14 @@ class InputSchema:
             )
         return str(value)
 
-    @staticmethod
-    def _flight(i: int, value: Any, errors: list[dict[str, Any]]) -> int | None:
+    def _key(self, i: int, rec: dict[str, Any], errors: list[dict[str, Any]]) -> int | None:
+        if self.key is None or self._key_conv is None:
+            return None
+        name = self.key.name
         try:
-            v = _flight_conv(value)
+            v = self._key_conv(rec.get(name))
         except _Bad as e:
-            errors.append(error((i, "flight"), f"record {i}: field 'flight' {e}", "value_error"))
+            errors.append(error((i, name), f"record {i}: field {name!r} {e}", "value_error"))
             return None
         return None if v is None else int(v)
 
@@ -509,15 +522,16 @@ class InputSchema:
         props["ds"] = {
             "type": ["string", "null"],
             "format": "date",
-            "description": "The flight's day (partitions the prediction log); "
+            "description": "The record's day (partitions the prediction log); "
             "default: today (UTC).",
         }
-        props["flight"] = {
-            "type": ["integer", "null"],
-            "minimum": _FLIGHT.min,
-            "maximum": _FLIGHT.max,
-            "description": "Flight number, kept in the prediction log.",
-        }
+        if self.key is not None:
+            props[self.key.name] = {
+                "type": ["integer", "null"],
+                "minimum": self.key.min,
+                "maximum": self.key.max,
+                "description": "The record's id, kept in the prediction log to join its label.",
+            }
         return {
             "title": "Record",
             "type": "object",

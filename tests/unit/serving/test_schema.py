@@ -101,7 +101,7 @@ def test_good_records_become_columns(schema: InputSchema, n: int):
     assert cols["temp"] == [r["temp"] for r in recs]
     assert cols["sched_dep_hour"] == [float(r["sched_dep_hour"]) for r in recs]
     assert batch.ds == ["2013-02-01"] + [DS] * (n - 1)
-    assert batch.flight == [1545] + [None] * (n - 1)
+    assert batch.key == [1545] + [None] * (n - 1)
 
 
 def test_fast_and_slow_paths_agree(schema: InputSchema):
@@ -111,7 +111,7 @@ def test_fast_and_slow_paths_agree(schema: InputSchema):
     slow = schema._validate_slow(recs, DS)
     assert fast is not None, "the fast path should take valid records"
     assert as_lists(fast.columns) == as_lists(slow.columns)
-    assert (fast.ds, fast.flight) == (slow.ds, slow.flight)
+    assert (fast.ds, fast.key) == (slow.ds, slow.key)
 
 
 BAD_FIELD_CASES = [

