@@ -49,7 +49,9 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
 
 class Prediction(BaseModel):
     probability: float = Field(description="P(arrival delay >= 15 min or cancelled/diverted).")
-    late: bool = Field(description="probability >= threshold.")
+    late: bool = Field(
+        description="probability >= threshold (named after the flights label; kept for clients)."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -120,9 +122,11 @@ def create_app(
         finally:
             await service.shutdown()
 
+    from dslc.settings import get_usecase
+
     app = FastAPI(
         title="dslc model serving",
-        description="Is a NYC flight going to arrive late? Predictions from the registered "
+        description=f"{get_usecase().description} Predictions from the registered "
         f"model {service.name!r}.",
         version="1",
         lifespan=lifespan,
@@ -146,7 +150,7 @@ def _predict_route(app: FastAPI, service: Service) -> None:
             503: {"model": ErrorResponse, "description": "No model loaded."},
         },
         openapi_extra=_predict_openapi(InputSchema.default(), service.max_records),
-        summary="P(late) for each flight record",
+        summary="The positive class's probability for each record",
     )
     async def predict(request: Request) -> Response:
         # Documentation: requests are answered by ServiceMiddleware before routing.
