@@ -186,14 +186,8 @@ WEATHER = Dataset(
 # The feature table (built by .features, read by training and drift).
 LABEL = "late"
 LATE_THRESHOLD_MINUTES = 15
-CATEGORICAL_FEATURES = ("carrier", "origin", "dest")
-NUMERIC_FEATURES = (
-    "distance",
-    "sched_dep_hour",
-    "sched_dep_minute",
-    "sched_arr_hour",
-    "sched_arr_minute",
-    "day_of_week",
+# The weather at the origin airport in the scheduled departure hour.
+WEATHER_FEATURES = (
     "temp",
     "dewp",
     "humid",
@@ -202,6 +196,16 @@ NUMERIC_FEATURES = (
     "precip",
     "pressure",
     "visib",
+)
+CATEGORICAL_FEATURES = ("carrier", "origin", "dest")
+NUMERIC_FEATURES = (
+    "distance",
+    "sched_dep_hour",
+    "sched_dep_minute",
+    "sched_arr_hour",
+    "sched_arr_minute",
+    "day_of_week",
+    *WEATHER_FEATURES,
 )
 LEAKY_COLUMNS = frozenset({"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"})
 

@@ -11,21 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dslc.usecases.flights.datasets import FEATURES, LATE_THRESHOLD_MINUTES
+from dslc.usecases.flights.datasets import FEATURES, LATE_THRESHOLD_MINUTES, WEATHER_FEATURES
 
 if TYPE_CHECKING:
     import pandas as pd
 
-WEATHER_FEATURES = (
-    "temp",
-    "dewp",
-    "humid",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-)
 # The source's wind readings include a 1048 mph glitch; anything above is not a wind speed.
 MAX_WIND_MPH = 150.0
 

@@ -19,8 +19,8 @@ from dslc.usecases.flights.datasets import (
     NUMERIC_FEATURES,
     ORIGINS,
     WEATHER,
+    WEATHER_FEATURES,
 )
-from dslc.usecases.flights.features import WEATHER_FEATURES
 from dslc.usecases.tabular import GRADIENT_BOOSTING_TRUSTED_TYPES, gradient_boosting
 
 
