@@ -73,3 +73,24 @@ def test_topology_has_every_service_and_no_secret_in_the_file() -> None:
     for line in text.splitlines():
         if "PASSWORD" in line or "SECRET" in line or "TOKEN" in line:
             assert "${" in line or "$$" in line or line.strip().startswith("#"), line
+
+
+def floating_images(services: dict[str, dict[str, str]]) -> list[str]:
+    """Third-party images without a fixed release (``latest`` or no tag at all)."""
+    return [
+        f"{name}: {svc['image']}"
+        for name, svc in services.items()
+        if "image" in svc
+        and not svc["image"].startswith("dslc:")  # ours, built from the Dockerfile
+        and (":" not in svc["image"] or svc["image"].endswith(":latest"))
+    ]
+
+
+def test_every_third_party_image_is_pinned() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["services"]
+    assert floating_images(services) == []
+
+
+def test_the_pin_check_catches_latest_and_untagged_images() -> None:
+    services = {"a": {"image": "minio/mc:latest"}, "b": {"image": "redis"}, "c": {"build": "."}}
+    assert floating_images(services) == ["a: minio/mc:latest", "b: redis"]
