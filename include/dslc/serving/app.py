@@ -52,6 +52,14 @@ class Prediction(BaseModel):
     late: bool = Field(
         description="probability >= threshold (named after the flights label; kept for clients)."
     )
+    unseen: list[str] | None = Field(
+        default=None,
+        description="Present only when non-empty: the record's categorical features whose "
+        "value the model never saw in training (e.g. a new carrier). The model treats such a "
+        "value as missing, so the probability is less reliable; counted per feature in "
+        "/metrics as dslc_unseen_categories_total.",
+        examples=[["carrier", "dest"]],
+    )
 
 
 class PredictResponse(BaseModel):

@@ -29,6 +29,7 @@ from dslc.errors import DslcError, ServiceUnavailableError
 
 if TYPE_CHECKING:
     from dslc.serving.schema import InputSchema
+    from dslc.serving.unseen import UnseenCategories
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class ServedModel:
     schema: InputSchema
     loaded_at: str
     info: dict[str, Any] = field(default_factory=dict)
+    unseen: UnseenCategories | None = None
+    """The categories the model was fitted on, to flag others in answers (None: no check)."""
 
     def describe(self) -> dict[str, Any]:
         return {

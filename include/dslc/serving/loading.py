@@ -15,6 +15,7 @@ from typing import Any
 from dslc.errors import UserError
 from dslc.serving.batcher import ServedModel
 from dslc.serving.schema import InputSchema, read_input_example
+from dslc.serving.unseen import UnseenCategories
 
 SELF_TEST_TOLERANCE = 1e-9
 
@@ -64,6 +65,7 @@ def served_model_from_dir(
         schema=schema,
         loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         info=info or {},
+        unseen=UnseenCategories.of(predictor),
     )
 
 

@@ -91,6 +91,13 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=r,
         )
+        self.unseen = Counter(
+            "dslc_unseen_categories",
+            "Predicted records holding a category the served model never saw, by feature "
+            "(the model treats it as missing).",
+            ["feature"],
+            registry=r,
+        )
         self.late = self.predictions.labels("late")
         self.on_time = self.predictions.labels("on_time")
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -110,6 +117,12 @@ class Metrics:
     def serving(self, model: ServedModel) -> None:
         self.model_info.clear()
         self.model_info.labels(model.name, model.version).set(1)
+        for feature in model.unseen.features if model.unseen is not None else ():
+            self.unseen.labels(feature)  # exported at 0 from the start, for rate()
+
+    def on_unseen(self, counts: dict[str, int]) -> None:
+        for feature, n in counts.items():
+            self.unseen.labels(feature).inc(n)
 
     def text(self) -> bytes:
         from prometheus_client import generate_latest

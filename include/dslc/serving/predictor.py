@@ -172,6 +172,10 @@ class Predictor:
     def n_trees(self) -> int:
         return len(self._trees)
 
+    def known_categories(self) -> dict[str, frozenset[str]]:
+        """Per categorical feature, the categories the trees tell apart; any other is missing."""
+        return {name: frozenset(codes) for name, codes in self._codes.items()}
+
     def matrix(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> np.ndarray:
         """The (n, n_features) float64 array the trees read, in their fitted column order."""
         import numpy as np

@@ -7,9 +7,10 @@ hand-rolled for speed: one pass over the records that appends each checked value
 column list, which is what the predictor and the prediction log consume. Every problem is
 reported with the record index and the field, FastAPI-style (``{"loc": ["body", i, field]}``).
 
-Categorical values are not checked against the categories seen in training: the model maps an
-unseen carrier or destination to "missing", and the drift monitor should see such values in the
-prediction log rather than have them bounced here.
+Categorical values are not refused for being outside the categories seen in training: the model
+maps an unseen carrier or destination to "missing", and the drift monitor should see such values
+in the prediction log rather than have them bounced here. The answer flags them instead
+(:mod:`dslc.serving.unseen`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from dslc.serving.batcher import MicroBatcher, NoModelError, PredictionError
 from dslc.serving.loading import load_served_model
 from dslc.serving.metrics import ClientGoneError, Metrics, Receive, Scope
 from dslc.serving.schema import RequestError, error
+from dslc.serving.unseen import count_unseen
 
 if TYPE_CHECKING:
     from dslc.lake import Lake
@@ -267,15 +268,19 @@ class Service:
         threshold = self.threshold
         late = [p >= threshold for p in probs]
         request_id = f"{self._id_prefix}{next(self._ids):08x}"
+        unseen = None if used.unseen is None else used.unseen.check(batch.columns)
+        if unseen is None:
+            predictions = [{"probability": p, "late": d} for p, d in zip(probs, late, strict=True)]
+        else:
+            predictions = _flagged(probs, late, unseen)
+            self.metrics.on_unseen(count_unseen(unseen))
         content = orjson.dumps(
             {
                 "model": used.name,
                 "version": used.version,
                 "threshold": threshold,
                 "request_id": request_id,
-                "predictions": [
-                    {"probability": p, "late": d} for p, d in zip(probs, late, strict=True)
-                ],
+                "predictions": predictions,
             }
         )
         n_late = sum(late)
@@ -286,3 +291,15 @@ class Service:
         if self.predlog is not None:
             self.predlog.append(batch, probs, late, used.version, request_id, now)
         return 200, content
+
+
+def _flagged(probs: Any, late: list[bool], unseen: list[list[str]]) -> list[dict[str, Any]]:
+    """Predictions where a record with unseen categories names them (``unseen``)."""
+    out: list[dict[str, Any]] = []
+    for p, d, names in zip(probs, late, unseen, strict=True):
+        out.append(
+            {"probability": p, "late": d, "unseen": names}
+            if names
+            else {"probability": p, "late": d}
+        )
+    return out

@@ -186,3 +186,23 @@ def test_refuses_a_pipeline_it_cannot_compile(models: dict[str, object]) -> None
     pipe.named_steps["prep"].named_transformers_["cat"].unknown_value = -1
     with pytest.raises(ModelLayoutError, match="unknown and missing values to NaN"):
         compile_model(pipe)
+
+
+def test_known_categories_are_the_fitted_ones_and_others_score_as_missing(
+    models: dict[str, object],
+) -> None:
+    from dslc.serving.unseen import UnseenCategories
+
+    pred = compile_model(models["first"])  # type: ignore[arg-type]
+    known = pred.known_categories()
+    assert known == {"carrier": set(CARRIERS), "origin": set(ORIGINS), "dest": set(DESTS)}
+    df = frame(6, seed=13)
+    cols = as_columns(df)
+    cols["carrier"][1] = "ZZ"
+    cols["dest"][1] = "XXX"
+    cols["dest"][4] = "ewr"  # case matters: not a known category
+    assert UnseenCategories(known).check(cols) == [[], ["carrier", "dest"], [], [], ["dest"], []]
+    # What "unseen" tells the client: the model answered as if the value were missing.
+    as_missing = {k: list(v) for k, v in cols.items()}
+    as_missing["carrier"][1] = as_missing["dest"][1] = as_missing["dest"][4] = None
+    assert np.array_equal(pred.predict_proba(cols), pred.predict_proba(as_missing))
