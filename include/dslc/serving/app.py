@@ -162,8 +162,9 @@ def _predict_route(app: FastAPI, service: Service) -> None:
     )
     async def predict(request: Request) -> Response:
         # Documentation: requests are answered by ServiceMiddleware before routing.
-        status, body = await service.predict(request.scope, request.receive)
-        return Response(body, status_code=status, media_type="application/json")
+        status, body, close = await service.predict(request.scope, request.receive)
+        headers = {"connection": "close"} if close else None
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def _status_routes(app: FastAPI, service: Service) -> None:

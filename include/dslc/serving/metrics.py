@@ -162,11 +162,11 @@ class ServiceMiddleware:
                 # The hot path skips the framework's routing, dependency solving and
                 # Request/Response objects; the FastAPI route in dslc.serving.app documents it.
                 try:
-                    status, body = await self.service.predict(scope, receive)
+                    status, body, close = await self.service.predict(scope, receive)
                 except ClientGoneError:
                     status = 499
                     return
-                await _send_json(send, status, body)
+                await _send_json(send, status, body, close)
             else:
                 await self.app(scope, receive, send_status)
         finally:
@@ -176,7 +176,9 @@ class ServiceMiddleware:
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def _send_json(send: Send, status: int, body: bytes) -> None:
+async def _send_json(send: Send, status: int, body: bytes, close: bool = False) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

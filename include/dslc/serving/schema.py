@@ -46,10 +46,12 @@ class SchemaError(UserError, ValueError):
 class RequestError(UserError):
     """A request the client must fix: an HTTP status and FastAPI-style error details."""
 
-    def __init__(self, status: int, errors: list[dict[str, Any]]) -> None:
+    def __init__(self, status: int, errors: list[dict[str, Any]], *, close: bool = False) -> None:
         super().__init__("; ".join(str(e["msg"]) for e in errors[:3]))
         self.status = status
         self.errors = errors
+        self.close = close
+        """Close the connection after answering: the rest of the body was left unread."""
 
     def body(self) -> dict[str, Any]:
         return {"detail": self.errors}

@@ -39,6 +39,16 @@ BATCH_MAX_ROWS = 1024
 """Rows one model call may take (a single larger request still goes alone): a few ms of
 model time, so a batch never holds the requests behind it for long."""
 INITIAL_RETRY_SECONDS = 2.0
+DRAIN_BYTES = 64 << 20
+"""How much of a body past the size limit is read and discarded before its 413, at most.
+
+Closing a connection while the client is still sending makes the kernel reset it, and the
+reset can destroy the 413 before a client that sends its whole body first reads it. So a body
+that streams past the limit is drained (nothing is kept) and answered once it ended, on a
+connection that stays usable. A body whose Content-Length is over the limit is answered before
+reading (with ``Expect: 100-continue`` the client never sends it) and uvicorn skips the
+declared bytes. Only past this bound is the connection closed after the 413: an endless or
+absurd body must not hold the server."""
 
 
 def _now() -> str:
@@ -207,11 +217,13 @@ class Service:
             if message["type"] == "http.disconnect":
                 raise ClientGoneError
             chunk = message.get("body", b"")
+            more = message.get("more_body", False)
             size += len(chunk)
             if size > self.max_body:
-                raise RequestError(413, [self._too_big()])
+                ended = not more or await _drain(receive, DRAIN_BYTES)
+                raise RequestError(413, [self._too_big()], close=not ended)
             chunks.append(chunk)
-            if not message.get("more_body", False):
+            if not more:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _check_headers(self, scope: Scope) -> None:
@@ -231,7 +243,9 @@ class Service:
             if not length.isdigit():
                 raise RequestError(400, [error((), "bad Content-Length header", "content_length")])
             if int(length) > self.max_body:
-                raise RequestError(413, [self._too_big()])
+                # Answered unread; the server skips the declared rest, unless it is huge.
+                close = int(length) > self.max_body + DRAIN_BYTES
+                raise RequestError(413, [self._too_big()], close=close)
 
     def _too_big(self) -> dict[str, Any]:
         return error(
@@ -241,8 +255,8 @@ class Service:
             "too_large",
         )
 
-    async def predict(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        """``POST /predict`` as plain ASGI: (status, JSON body)."""
+    async def predict(self, scope: Scope, receive: Receive) -> tuple[int, bytes, bool]:
+        """``POST /predict`` as plain ASGI: (status, JSON body, close the connection after)."""
         now = dt.datetime.now(dt.UTC)
         try:
             body = await self.read_body(scope, receive)
@@ -259,12 +273,12 @@ class Service:
             )
             probs, used = await self.batcher.predict(batch.columns, batch.n)
         except RequestError as e:
-            return e.status, orjson.dumps(e.body())
+            return e.status, orjson.dumps(e.body()), e.close
         except NoModelError:
-            return 503, b'{"detail":"no model loaded"}'
+            return 503, b'{"detail":"no model loaded"}', False
         except PredictionError as e:
             self.metrics.prediction_errors.inc()
-            return 500, orjson.dumps({"detail": f"the model failed on this request: {e}"})
+            return 500, orjson.dumps({"detail": f"the model failed on this request: {e}"}), False
         threshold = self.threshold
         late = [p >= threshold for p in probs]
         request_id = f"{self._id_prefix}{next(self._ids):08x}"
@@ -290,7 +304,7 @@ class Service:
             self.metrics.on_time.inc(batch.n - n_late)
         if self.predlog is not None:
             self.predlog.append(batch, probs, late, used.version, request_id, now)
-        return 200, content
+        return 200, content, False
 
 
 def _flagged(probs: Any, late: list[bool], unseen: list[list[str]]) -> list[dict[str, Any]]:
@@ -303,3 +317,16 @@ def _flagged(probs: Any, late: list[bool], unseen: list[list[str]]) -> list[dict
             else {"probability": p, "late": d}
         )
     return out
+
+
+async def _drain(receive: Receive, limit: int) -> bool:
+    """Read and drop the rest of a body, up to ``limit`` bytes; True if it ended."""
+    drained = 0
+    while drained <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
