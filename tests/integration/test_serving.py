@@ -5,10 +5,14 @@ exactly the requests answered, even after the lake was unwritable for a while.""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +226,237 @@ def test_no_bad_input_ever_became_a_500(server: ServingServer, good: dict[str, A
     statuses = {dict(labels)["status"] for (name, labels) in m if name == "dslc_requests_total"}
     assert "500" not in statuses
     assert m[("dslc_requests_total", (("endpoint", "/predict"), ("status", "422")))] >= 1
+
+
+# -- oversized bodies over a raw socket ------------------------------------------------------------
+
+
+class RawHTTP:
+    """One keep-alive connection that writes requests byte by byte as a test says."""
+
+    def __init__(self, server: ServingServer) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        """The next response: status, lower-cased headers, body (by its Content-Length)."""
+        while b"\r\n\r\n" not in self.buf:
+            self._recv()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        size = int(headers.get("content-length", "0"))
+        while len(self.buf) < size:
+            self._recv()
+        body, self.buf = self.buf[:size], self.buf[size:]
+        return int(lines[0].split()[1]), headers, body
+
+    def _recv(self) -> None:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buf += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _post_head(extra: str) -> bytes:
+    return (
+        "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + extra
+        + "\r\n"
+    ).encode()
+
+
+def _chunked(total: int, size: int = 1 << 16) -> Iterator[bytes]:
+    yield b"1\r\n[\r\n"
+    for _ in range(total // size):
+        yield b"%x\r\n" % size + b" " * size + b"\r\n"
+    yield b"1\r\n]\r\n0\r\n\r\n"
+
+
+def _assert_too_large(status: int, body: bytes) -> None:
+    assert status == 413, body
+    assert f"larger than {MAX_BODY} bytes" in json.loads(body)["detail"][0]["msg"]
+
+
+def _assert_still_serves(conn: RawHTTP, good: dict[str, Any]) -> None:
+    """A valid request on the same connection gets its 200: the rest of the body is gone."""
+    body = json.dumps([good]).encode()
+    conn.send(_post_head(f"Content-Length: {len(body)}\r\n") + body)
+    status, _, answer = conn.response()
+    assert status == 200, answer
+    assert len(json.loads(answer)["predictions"]) == 1
+
+
+BIG = 20 * MAX_BODY  # well past the limit, well under the drain bound
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_oversized_body_sent_whole_before_reading_gets_its_413(
+    server: ServingServer, good: dict[str, Any], framing: str
+):
+    """The client writes every byte before it reads: no reset, a JSON 413, a usable connection."""
+    conn = RawHTTP(server)
+    try:
+        if framing == "content-length":
+            conn.send(_post_head(f"Content-Length: {BIG}\r\n") + b"[" + b" " * (BIG - 2) + b"]")
+        else:
+            conn.send(_post_head("Transfer-Encoding: chunked\r\n"))
+            for chunk in _chunked(BIG):
+                conn.send(chunk)
+        status, headers, body = conn.response()
+        _assert_too_large(status, body)
+        assert headers["content-type"] == "application/json"
+        assert headers.get("connection") != "close"
+        _assert_still_serves(conn, good)
+    finally:
+        conn.close()
+
+
+def test_a_declared_oversized_body_is_refused_before_it_is_sent(
+    server: ServingServer, good: dict[str, Any]
+):
+    """Expect: 100-continue (curl's way for big bodies), or a length the body never reaches."""
+    conn = RawHTTP(server)
+    try:
+        conn.send(_post_head(f"Content-Length: {BIG}\r\nExpect: 100-continue\r\n"))
+        status, _, body = conn.response()  # a 413, not "100 Continue": nothing was sent
+        _assert_too_large(status, body)
+    finally:
+        conn.close()
+    conn = RawHTTP(server)
+    try:
+        conn.send(_post_head(f"Content-Length: {BIG}\r\n") + b"[]")  # lies: 2 bytes come
+        status, _, body = conn.response()
+        _assert_too_large(status, body)
+    finally:
+        conn.close()
+    assert server.get("/health") == (200, {"status": "ok"})
+
+
+def test_an_endless_body_gets_its_413_and_the_connection_closed(
+    server: ServingServer, good: dict[str, Any]
+):
+    """A stream past the drain bound is answered and closed; a reading client sees the 413."""
+    from dslc.serving.service import DRAIN_BYTES
+
+    conn = RawHTTP(server)
+    stop = threading.Event()
+
+    def stream() -> None:
+        chunk = b"%x\r\n" % (1 << 16) + b" " * (1 << 16) + b"\r\n"
+        with contextlib.suppress(OSError):
+            conn.send(_post_head("Transfer-Encoding: chunked\r\n") + b"1\r\n[\r\n")
+            while not stop.is_set():
+                conn.send(chunk)
+
+    sender = threading.Thread(target=stream, daemon=True)
+    sender.start()
+    try:
+        status, headers, body = conn.response()
+        _assert_too_large(status, body)
+        assert headers.get("connection") == "close"
+    finally:
+        stop.set()
+        conn.close()
+        sender.join(10)
+    assert DRAIN_BYTES > BIG  # the whole-body tests above stay under the bound
+    assert predict(server, [good]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["Content-Length: 10\r\n", ""],
+    ids=["length smaller than the body", "no length"],
+)
+def test_a_body_its_length_does_not_frame_gets_a_4xx_and_the_server_goes_on(
+    server: ServingServer, good: dict[str, Any], head: str
+):
+    """What follows the declared body is read as the next request: a 4xx, never a hang."""
+    conn = RawHTTP(server)
+    try:
+        conn.send(_post_head(head) + b"[" + b" " * (2 * MAX_BODY) + b"]")
+        status, _, _ = conn.response()
+        assert 400 <= status < 500
+    finally:
+        conn.close()
+    assert predict(server, [good]).status_code == 200
+
+
+def test_httpx_gets_the_413_for_a_large_body_either_way(server: ServingServer):
+    url = f"{server.url}/predict"
+    json_h = {"content-type": "application/json"}
+    whole = httpx.post(url, content=b"[" + b" " * BIG + b"]", headers=json_h, timeout=30)
+    _assert_too_large(whole.status_code, whole.content)
+    streamed = httpx.post(url, content=_raw_chunks(BIG), headers=json_h, timeout=30)
+    _assert_too_large(streamed.status_code, streamed.content)
+
+
+def _raw_chunks(total: int) -> Iterator[bytes]:
+    yield b"["
+    for _ in range(total // (1 << 16)):
+        yield b" " * (1 << 16)
+    yield b"]"
+
+
+# -- unseen categories ---------------------------------------------------------------------------
+
+
+def test_unseen_categories_are_answered_flagged_and_counted(
+    server: ServingServer, good: dict[str, Any], ledger: Ledger
+):
+    def unseen_counts() -> dict[str, float]:
+        m = metrics(server)
+        return {
+            dict(labels)["feature"]: v
+            for (name, labels), v in m.items()
+            if name == "dslc_unseen_categories_total"
+        }
+
+    before = unseen_counts()
+    assert {"carrier", "origin", "dest"} <= before.keys()  # exported from the load on
+    records = [
+        good,
+        {**good, "carrier": "ZZ"},
+        {**good, "carrier": "QQ", "dest": "XXX"},
+        {**good, "dest": good["dest"].lower()},
+    ]
+    for batch in (records, records * 5):  # record by record, and the column-wise path
+        resp = predict(server, batch, ledger)
+        assert resp.status_code == 200, resp.text
+        got = resp.json()["predictions"]
+        assert len(got) == len(batch)
+        assert "unseen" not in got[0]
+        assert [p.get("unseen") for p in got[:4]] == [
+            None,
+            ["carrier"],
+            ["carrier", "dest"],
+            ["dest"],
+        ]
+        # an unseen carrier is scored as missing, whichever it is
+        assert (
+            got[1]["probability"]
+            == predict(server, [{**good, "carrier": "Q9"}]).json()["predictions"][0]["probability"]
+        )
+    after = unseen_counts()
+    # 2 requests of 1x and 5x the records, plus the 2 one-record checks: 12 + 2 carriers
+    assert after["carrier"] - before["carrier"] == 2 + 10 + 2
+    assert after["dest"] - before["dest"] == 2 + 10
+    assert after["origin"] == before["origin"]
+
+
+def test_known_categories_get_no_unseen_key(
+    server: ServingServer,
+    serving_models: RegisteredModels,  # noqa: F811
+):
+    for batch in (serving_models.records(1), serving_models.records(40)):
+        body = predict(server, batch).json()
+        assert all(set(p) == {"probability", "late"} for p in body["predictions"])
 
 
 # -- status endpoints ----------------------------------------------------------------------------
