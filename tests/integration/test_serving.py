@@ -284,12 +284,13 @@ def _assert_too_large(status: int, body: bytes) -> None:
     assert f"larger than {MAX_BODY} bytes" in json.loads(body)["detail"][0]["msg"]
 
 
-def _assert_still_serves(conn: RawHTTP, good: dict[str, Any]) -> None:
+def _assert_still_serves(conn: RawHTTP, good: dict[str, Any], ledger: Ledger) -> None:
     """A valid request on the same connection gets its 200: the rest of the body is gone."""
     body = json.dumps([good]).encode()
     conn.send(_post_head(f"Content-Length: {len(body)}\r\n") + body)
     status, _, answer = conn.response()
     assert status == 200, answer
+    ledger.add(json.loads(answer))
     assert len(json.loads(answer)["predictions"]) == 1
 
 
@@ -298,7 +299,7 @@ BIG = 20 * MAX_BODY  # well past the limit, well under the drain bound
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_an_oversized_body_sent_whole_before_reading_gets_its_413(
-    server: ServingServer, good: dict[str, Any], framing: str
+    server: ServingServer, good: dict[str, Any], framing: str, ledger: Ledger
 ):
     """The client writes every byte before it reads: no reset, a JSON 413, a usable connection."""
     conn = RawHTTP(server)
@@ -313,7 +314,7 @@ def test_an_oversized_body_sent_whole_before_reading_gets_its_413(
         _assert_too_large(status, body)
         assert headers["content-type"] == "application/json"
         assert headers.get("connection") != "close"
-        _assert_still_serves(conn, good)
+        _assert_still_serves(conn, good, ledger)
     finally:
         conn.close()
 
@@ -340,7 +341,7 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(
 
 
 def test_an_endless_body_gets_its_413_and_the_connection_closed(
-    server: ServingServer, good: dict[str, Any]
+    server: ServingServer, good: dict[str, Any], ledger: Ledger
 ):
     """A stream past the drain bound is answered and closed; a reading client sees the 413."""
     from dslc.serving.service import DRAIN_BYTES
@@ -366,7 +367,7 @@ def test_an_endless_body_gets_its_413_and_the_connection_closed(
         conn.close()
         sender.join(10)
     assert DRAIN_BYTES > BIG  # the whole-body tests above stay under the bound
-    assert predict(server, [good]).status_code == 200
+    assert predict(server, [good], ledger).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -375,7 +376,7 @@ def test_an_endless_body_gets_its_413_and_the_connection_closed(
     ids=["length smaller than the body", "no length"],
 )
 def test_a_body_its_length_does_not_frame_gets_a_4xx_and_the_server_goes_on(
-    server: ServingServer, good: dict[str, Any], head: str
+    server: ServingServer, good: dict[str, Any], head: str, ledger: Ledger
 ):
     """What follows the declared body is read as the next request: a 4xx, never a hang."""
     conn = RawHTTP(server)
@@ -385,7 +386,7 @@ def test_a_body_its_length_does_not_frame_gets_a_4xx_and_the_server_goes_on(
         assert 400 <= status < 500
     finally:
         conn.close()
-    assert predict(server, [good]).status_code == 200
+    assert predict(server, [good], ledger).status_code == 200
 
 
 def test_httpx_gets_the_413_for_a_large_body_either_way(server: ServingServer):
@@ -439,10 +440,8 @@ def test_unseen_categories_are_answered_flagged_and_counted(
             ["dest"],
         ]
         # an unseen carrier is scored as missing, whichever it is
-        assert (
-            got[1]["probability"]
-            == predict(server, [{**good, "carrier": "Q9"}]).json()["predictions"][0]["probability"]
-        )
+        other = predict(server, [{**good, "carrier": "Q9"}], ledger).json()["predictions"][0]
+        assert got[1]["probability"] == other["probability"]
     after = unseen_counts()
     # 2 requests of 1x and 5x the records, plus the 2 one-record checks: 12 + 2 carriers
     assert after["carrier"] - before["carrier"] == 2 + 10 + 2
@@ -453,9 +452,10 @@ def test_unseen_categories_are_answered_flagged_and_counted(
 def test_known_categories_get_no_unseen_key(
     server: ServingServer,
     serving_models: RegisteredModels,  # noqa: F811
+    ledger: Ledger,
 ):
     for batch in (serving_models.records(1), serving_models.records(40)):
-        body = predict(server, batch).json()
+        body = predict(server, batch, ledger).json()
         assert all(set(p) == {"probability", "late"} for p in body["predictions"])
 
 
