@@ -27,10 +27,10 @@ def unknown_conf_keys(
     for key in unknown:
         near = difflib.get_close_matches(key, declared, n=1)
         named.append(f"{key!r} (did you mean {near[0]!r}?)" if near else repr(key))
+    takes = f"only its params: {', '.join(declared)}" if declared else "no params"
     return (
         f"the conf of this {dag_id} run has unknown key{'s' if len(named) > 1 else ''} "
-        f"{', '.join(named)}; {dag_id} takes only its params: {', '.join(declared)}. "
-        "Fix the conf and trigger the run again."
+        f"{', '.join(named)}; {dag_id} takes {takes}. Fix the conf and trigger the run again."
     )
 
 
@@ -55,3 +55,27 @@ def run_type(dag_run: Any) -> str:
         return "manual"
     # Airflow's DagRunType is a str Enum whose str() is "DagRunType.MANUAL": take its value.
     return str(getattr(kind, "value", kind))
+
+
+def skip_past_source(context: Mapping[str, Any], ds: str) -> None:
+    """Skip a scheduled run's sensor at once when its day is after the use case's source.
+
+    Only scheduled runs, only with ``DSLC_SKIP_DAYS_PAST_SOURCE`` on (the default): a run
+    triggered or backfilled for such a day still waits and times out, as the user asked for it.
+    """
+    if run_type(context.get("dag_run")) != "scheduled":
+        return
+    from dslc.data.ingest import past_source
+    from dslc.settings import get_settings, get_usecase
+
+    if not get_settings().skip_days_past_source:
+        return
+    usecase = get_usecase()
+    why = past_source(ds, usecase.name, usecase.source.last_day)
+    if why is not None:
+        import logging
+
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        logging.getLogger("airflow.task").info("skipping: %s", why)
+        raise AirflowSkipException(why)

@@ -6,14 +6,16 @@ Airflow validates the values of declared params but takes unknown conf keys sile
 
 from __future__ import annotations
 
+import datetime as dt
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.sdk.api.datamodels._generated import DagRunType
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from dslc_airflow.runs import check_conf, run_type, unknown_conf_keys
+from dslc_airflow.runs import check_conf, run_type, skip_past_source, unknown_conf_keys
+from tests.support import dslc_env
 
 TRAIN_PARAMS = ("window_end", "window_days", "max_iter", "reason", "report_uri", "seed")
 
@@ -33,6 +35,13 @@ def test_every_unknown_key_is_named_and_a_far_one_gets_no_guess() -> None:
     assert error is not None
     assert error.startswith(
         "the conf of this train run has unknown keys 'colour', 'seeds' (did you mean 'seed'?);"
+    )
+
+
+def test_a_dag_without_params_takes_no_conf() -> None:
+    assert unknown_conf_keys({"ds": "2013-01-01"}, (), dag_id="ingest") == (
+        "the conf of this ingest run has unknown key 'ds'; ingest takes no params. Fix the "
+        "conf and trigger the run again."
     )
 
 
@@ -65,3 +74,43 @@ def test_the_hook_fails_the_task_without_retries() -> None:
 )
 def test_run_type_is_the_plain_value(dag_run: Any, expected: str) -> None:
     assert run_type(dag_run) == expected
+
+
+# -- the scheduled run of 'today' in a replayed 2013 story skips its sensor ---------------------
+
+
+def test_a_day_past_the_source_says_nothing_will_land() -> None:
+    from dslc.data.ingest import past_source
+
+    last = dt.date(2013, 12, 31)
+    assert past_source("2013-12-31", "flights", last) is None
+    assert past_source("2013-06-01", "flights", last) is None
+    assert past_source("2026-11-30", "flights", last) == (
+        "no data for 2026-11-30: the 'flights' use case's source ends on 2013-12-31, so nothing "
+        "will land for this day (the scheduled run of 'today' in a 2013 story). Backfill the "
+        "source's days instead, e.g. `dslc backfill ingest --start 2013-12-31 --end "
+        "2013-12-31`; set DSLC_SKIP_DAYS_PAST_SOURCE=false if a live upstream lands days past "
+        "the source"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "ds", "setting", "skips"),
+    [
+        (DagRunType.SCHEDULED, "2026-11-30", None, True),
+        (DagRunType.SCHEDULED, "2026-11-30", "false", False),  # a live upstream: wait
+        (DagRunType.SCHEDULED, "2013-06-01", None, False),  # inside the source: wait
+        (DagRunType.MANUAL, "2026-11-30", None, False),  # asked for by hand: wait, then fail
+        (DagRunType.BACKFILL, "2026-11-30", None, False),
+    ],
+)
+def test_only_a_scheduled_run_past_the_source_skips(
+    kind: DagRunType, ds: str, setting: str | None, skips: bool
+) -> None:
+    context = {"dag_run": SimpleNamespace(run_type=kind)}
+    with dslc_env(DSLC_USECASE=None, DSLC_SKIP_DAYS_PAST_SOURCE=setting):
+        if skips:
+            with pytest.raises(AirflowSkipException, match=r"^no data for 2026-11-30: the 'flig"):
+                skip_past_source(context, ds)
+        else:
+            skip_past_source(context, ds)
