@@ -7,10 +7,9 @@ dslc sorts its errors by who can fix them (:mod:`dslc.errors`); a task body runs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import logging
 
 from dslc.errors import NothingToDo, ServiceUnavailableError, UserError
 

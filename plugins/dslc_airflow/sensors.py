@@ -53,7 +53,6 @@ class LandingSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         from dslc.settings import get_settings
-
         from dslc_airflow.runs import skip_past_source
 
         skip_past_source(context, self.ds)  # 'today' in a replayed 2013 story: nothing lands
