@@ -23,6 +23,7 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from dslc.settings import get_settings
+from dslc_airflow.runs import check_conf
 
 _settings = get_settings()
 
@@ -35,7 +36,13 @@ _settings = get_settings()
     max_active_runs=1,
     doc_md=__doc__,
     tags=["dslc", "ml", "deploy"],
-    default_args={"owner": "dslc", "retries": 1, "retry_delay": dt.timedelta(seconds=30)},
+    default_args={
+        "owner": "dslc",
+        "retries": 1,
+        "retry_delay": dt.timedelta(seconds=30),
+        # A conf key that is not a param fails the first task, naming the nearest param.
+        "pre_execute": check_conf,
+    },
     params={
         "version": Param(
             type="integer",

@@ -15,6 +15,10 @@ never race past the guards together.
 | `trigger_retraining` | triggers `train` with run id `drift__<ds>__v<version>` and conf `reason`, `drifted_features` (with scores), `report_uri`, `window_end`=ds, `window_days`, `champion_version`; a second trigger for the same id is refused |
 | `record_trigger` | records the retrain under `monitoring/drift/triggers/` (the cooldown reads it) |
 
+The scheduled run for a day after the use case's source ("today" in the demo's 2013 story)
+skips `wait_for_features` at once, saying no data will come. A conf key that is not a param
+below fails the first task at once, naming the nearest param.
+
 **Policy** (`dslc.monitoring.policy`, thresholds from `DSLC_DRIFT_*` settings, overridable per run below):
 a feature drifted when PSI >= `psi_threshold` (or its missing rate moved by 10 points, or 5%
 unseen categories); the day drifted when >= `share_threshold` of the features or any of the
@@ -36,6 +40,7 @@ from airflow.sdk import Param, dag, task
 
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.runs import check_conf
 from dslc_airflow.sensors import PartitionSensor
 
 _settings = get_settings()
@@ -49,7 +54,13 @@ _settings = get_settings()
     max_active_runs=1,
     doc_md=__doc__,
     tags=["dslc", "ml", "monitoring"],
-    default_args={"owner": "dslc", "retries": 2, "retry_delay": dt.timedelta(seconds=30)},
+    default_args={
+        "owner": "dslc",
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=30),
+        # A conf key that is not a param fails the first task, naming the nearest param.
+        "pre_execute": check_conf,
+    },
     params={
         # A week, not a day: one day holds a single day_of_week (PSI ~8 against any
         # multi-day reference) and a few hours of weather, so a 1-day window flags every day.

@@ -11,6 +11,10 @@ the hourly weather at the origin airports). `<dataset>` below is its primary dat
 | `validate` | runs the Great Expectations suite; saves `validation/<dataset>/ds=.../result.json` and `index.html`; on failure moves the input to `quarantine/` and fails naming every failed expectation; on success publishes `raw/` |
 | `build_features` | the use case's label and features (flights: pre-departure features, weather joined at origin and scheduled hour); publishes `features/<dataset>/ds=.../` and emits an Asset event with partition, rows and content hash |
 
+The scheduled run for a day after the use case's source (the demo replays NYC flights 2013, so
+"today" has no data) skips `wait_for_landing` at once, saying so; a triggered or backfilled run
+for such a day waits as usual. The DAG takes no params: a run with any conf key fails at once.
+
 Every step is idempotent for its day: clearing or backfilling gives the same bytes.
 Bad data fails without retries (it would fail the same way again); fix the input and land the
 day again, then clear the run. Backfill with `dslc backfill ingest --start ... --end ...`.
@@ -25,6 +29,7 @@ from airflow.sdk import Asset, dag, task
 
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.runs import check_conf
 from dslc_airflow.sensors import LandingSensor
 
 if TYPE_CHECKING:
@@ -43,7 +48,13 @@ FEATURES = Asset(name=f"dslc_features_{_dataset}", uri=f"dslc://lake/features/{_
     max_active_runs=4,
     doc_md=__doc__,
     tags=["dslc", "data"],
-    default_args={"owner": "dslc", "retries": 2, "retry_delay": dt.timedelta(seconds=20)},
+    default_args={
+        "owner": "dslc",
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=20),
+        # A conf key that is not a param fails the first task, naming the nearest param.
+        "pre_execute": check_conf,
+    },
 )
 def ingest() -> None:
     # Poke interval and timeout: DSLC_LANDING_POKE_SECONDS / DSLC_LANDING_TIMEOUT_SECONDS.

@@ -15,7 +15,12 @@ model earns it, and deploys the new champion to the serving service.
 | `deploy` | only when `promote` promoted and the `deploy` param is on (otherwise skipped: "nothing to deploy"). The serving target (`DSLC_DEPLOY_TARGET`: the local service, or a Kubernetes Deployment) loads the new champion; a smoke test sends holdout rows through `/predict` and compares them with the registered model's offline predictions (within 1e-9). On any failure the service goes back to the version it served, `champion` goes back to the previous version, and the task fails without retries saying what failed. Every attempt is recorded in the lake (`deployments/<model>/`) and in the version's `dslc.deployment` tag. Roll back or redeploy by hand with the `deploy` DAG |
 
 Triggered from the form below, by the drift DAG (`conf`: `reason`, `window_end`,
-`window_days`, `report_uri`, `drifted_features`), or weekly. Look in MLflow under the
+`window_days`, `report_uri`, `drifted_features`, `champion_version`, `drift_window`), or weekly.
+A weekly run with nothing to do skips `assemble` and says why in its log: "no data yet", or
+"nothing new since the champion's window" (no feature day after the champion's window end);
+a run triggered by hand or by the drift DAG fails on the same input instead. A conf key that is
+not one of the params below fails the first task at once, naming the param it was probably
+meant to be (`windw_days` -> `window_days`). Look in MLflow under the
 experiment `dslc-train` and the registered model (`flights_late` by default, `DSLC_MODEL_NAME`).
 """
 
@@ -29,6 +34,7 @@ from airflow.sdk import Param, dag, task
 
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.runs import check_conf
 
 if TYPE_CHECKING:
     # Types only: the values are plain JSON in XCom (and TYPE_CHECKING keeps Airflow from
@@ -46,7 +52,13 @@ _settings = get_settings()
     max_active_runs=1,
     doc_md=__doc__,
     tags=["dslc", "ml"],
-    default_args={"owner": "dslc", "retries": 2, "retry_delay": dt.timedelta(seconds=30)},
+    default_args={
+        "owner": "dslc",
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=30),
+        # A conf key that is not a param below fails the first task, naming the nearest param.
+        "pre_execute": check_conf,
+    },
     params={
         "window_end": Param(
             None,
@@ -155,11 +167,12 @@ def train() -> None:
         """Check the params, split the window by date and write the split manifest."""
         from dslc.model import training
         from dslc_airflow.lake import lake
+        from dslc_airflow.runs import run_type
 
-        run_type = str(getattr(dag_run, "run_type", "manual"))
+        # A scheduled run with no data, or none newer than the champion's window, skips.
         with no_retry_on():
             return training.assemble_run(
-                lake(), dict(params or {}), dag_run_id=str(run_id), run_type=run_type
+                lake(), dict(params or {}), dag_run_id=str(run_id), run_type=run_type(dag_run)
             )
 
     @task(task_id="train")

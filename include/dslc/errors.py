@@ -7,6 +7,9 @@ Every dslc exception derives from :class:`DslcError`, and most from one of its t
 * :class:`ServiceUnavailableError`: a service (MLflow, the serving API, ...) is down or cannot
   be reached. It may come back: Airflow tasks keep their retries.
 
+:class:`NothingToDo` is not a failure: a scheduled run found no work (no data yet, nothing new);
+Airflow skips the task and logs the reason.
+
 A class that is both (an unreachable registry is still a registry error) is treated as the
 second: callers check :class:`ServiceUnavailableError` first. Anything else, a
 :class:`DslcError` of neither kind included, is a bug or an unforeseen failure.
@@ -38,3 +41,10 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """Data does not fit what a step needs (a batch without the model's features, a profile)."""
+
+
+class NothingToDo(DslcError):
+    """A scheduled run has nothing to do (no data yet, nothing new); the message says why.
+
+    Raised only for runs nobody asked for by hand: a manual run with the same input fails.
+    """

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     landing_timeout_seconds: int = Field(
         default=6 * 3600, ge=1, description="How long ingest waits for a day's landing file."
     )
+    skip_days_past_source: bool = Field(
+        default=True,
+        description="Scheduled ingest and drift_monitor runs for a day after the use case "
+        "source's last day (flights: 2013-12-31) skip at once, saying nothing will land: the "
+        "demo replays a finite source, so the scheduled run of 'today' has no data. Set false "
+        "when a live upstream lands days past the source: such runs then wait as usual.",
+    )
 
     # -- training (the `train` DAG) ---------------------------------------------------------
     model_name: str = Field(

@@ -123,6 +123,17 @@ def test_two_runs_first_champion_then_deterministic_takeover(
     compare = Path(c.download_artifacts(r2.info.run_id, "evaluation/comparison.md")).read_text()
     assert "champion v1" in compare and "origin=JFK" in compare
 
+    # The weekly schedule now has nothing new: the champion's window (its dslc.window tag in
+    # MLflow) ends at the lake's latest feature day, so a scheduled run skips saying so.
+    from dslc.errors import NothingToDo
+
+    with pytest.raises(
+        NothingToDo,
+        match=r"^nothing new since the champion's window: the latest published feature day "
+        r"2013-01-21 is inside the window 2013-01-01\.\.2013-01-21 of the champion of ",
+    ):
+        training.assemble_run(feature_lake, {}, dag_run_id="scheduled__w", run_type="scheduled")
+
 
 def test_rejected_challenger_stays_registered_and_the_run_succeeds(
     train_dag, mlflow_server, model_name: str, capfd, caplog, monkeypatch

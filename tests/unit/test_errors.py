@@ -15,14 +15,21 @@ from pathlib import Path
 
 import pytest
 import typer
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 import dslc
 from dslc import errors
 from dslc.data.ingest import IngestError
 from dslc.deploy.smoke import SmokeTestError
 from dslc.dev.stack import CliError
-from dslc.errors import ConfigError, DataError, DslcError, ServiceUnavailableError, UserError
+from dslc.errors import (
+    ConfigError,
+    DataError,
+    DslcError,
+    NothingToDo,
+    ServiceUnavailableError,
+    UserError,
+)
 from dslc.lake import PartitionNotFoundError
 from dslc.model.registry import PromotionConflictError, RegistryUnavailableError
 from dslc.monitoring.policy import Policy
@@ -95,6 +102,17 @@ def test_a_user_error_fails_the_task_without_retries() -> None:
         no_retry_on(),
     ):
         raise UserError("param 'window_days'=0 must be at least 1")
+
+
+def test_nothing_to_do_skips_the_task_and_logs_why(caplog: pytest.LogCaptureFixture) -> None:
+    why = "no data yet: no published feature partitions at file:///lake/features/flights"
+    with (
+        caplog.at_level("INFO", logger="airflow.task"),
+        pytest.raises(AirflowSkipException, match=f"^{re.escape(why)}$"),
+        no_retry_on(),
+    ):
+        raise NothingToDo(why)
+    assert f"skipping: {why}" in caplog.text
 
 
 def test_an_unavailable_service_is_reraised_as_is_so_airflow_retries() -> None:

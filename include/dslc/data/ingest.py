@@ -8,6 +8,7 @@ moves the landed input to ``quarantine/`` with the validation result beside it.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -70,6 +71,24 @@ def landing_files(lake: Lake, dataset: str, ds: str) -> list[str]:
 def get_dataset(name: str) -> Dataset:
     """A dataset of the use case by name, with a message listing the known ones."""
     return get_usecase().dataset(name)
+
+
+def past_source(ds: str, name: str, source_last_day: dt.date) -> str | None:
+    """Why nothing will ever land for ``ds``: the use case ``name``'s source ends before it.
+
+    None when ``ds`` is on or before ``source_last_day``. The demo replays a finite source (NYC
+    flights 2013), so the scheduled run Airflow makes for "today" waits for a day that never
+    comes; its sensors skip with this reason instead (``DSLC_SKIP_DAYS_PAST_SOURCE``).
+    """
+    if dt.date.fromisoformat(day(ds)) <= source_last_day:
+        return None
+    return (
+        f"no data for {day(ds)}: the {name!r} use case's source ends on {source_last_day}, so "
+        f"nothing will land for this day (the scheduled run of 'today' in a "
+        f"{source_last_day.year} story). Backfill the source's days instead, e.g. `dslc "
+        f"backfill ingest --start {source_last_day} --end {source_last_day}`; set "
+        "DSLC_SKIP_DAYS_PAST_SOURCE=false if a live upstream lands days past the source"
+    )
 
 
 def is_landed(lake: Lake, ds: str, dataset: str | None = None) -> bool:

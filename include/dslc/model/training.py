@@ -23,7 +23,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainParams", "TrainingError", "assemble_run", "fit", "lineage", "train"]
+__all__ = [
+    "TrainParams",
+    "TrainingError",
+    "assemble_run",
+    "fit",
+    "lineage",
+    "nothing_to_do",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -168,16 +176,61 @@ def lineage(
     return out
 
 
+def nothing_to_do(
+    published: list[str], champion_window: str | None, *, where: str, model_name: str
+) -> str | None:
+    """Why a scheduled run has nothing to train on, or None when it has work.
+
+    ``published``: the published feature days, sorted; ``champion_window``: the champion's
+    ``dslc.window`` tag (``first..last``), None without a champion; ``where``: the feature
+    table's URI, for the message.
+    """
+    if not published:
+        return (
+            f"no data yet: no published feature partitions at {where}; the next scheduled run "
+            "looks again (run `ingest`, or `dslc backfill ingest`, to publish some)"
+        )
+    if champion_window:
+        window_end = champion_window.rsplit("..", 1)[-1]
+        if published[-1] <= window_end:
+            return (
+                f"nothing new since the champion's window: the latest published feature day "
+                f"{published[-1]} is inside the window {champion_window} of the champion of "
+                f"{model_name!r}; trigger `train` by hand to retrain anyway"
+            )
+    return None
+
+
+def _skip_unless_work(lake: Lake, *, dataset: str, model_name: str) -> None:
+    """Raise :class:`~dslc.errors.NothingToDo` when a scheduled run has nothing to train on."""
+    from dslc.errors import NothingToDo
+    from dslc.model import registry
+    from dslc.model.split import ZONE
+
+    published = lake.published_days(ZONE, dataset)
+    window = None
+    if published:  # no data: no need to ask MLflow
+        champion = registry.get_alias(registry.client(), model_name, "champion")
+        window = (champion.tags or {}).get("dslc.window") if champion is not None else None
+    why = nothing_to_do(published, window, where=lake.uri(ZONE, dataset), model_name=model_name)
+    if why is not None:
+        raise NothingToDo(why)
+
+
 def assemble_run(
     lake: Lake, params: dict[str, Any], *, dag_run_id: str, run_type: str
 ) -> Assembled:
     """The `assemble` task: check the DAG's params, split the window, record why we train.
 
+    A ``scheduled`` run with no data yet, or none newer than the champion's window, raises
+    :class:`~dslc.errors.NothingToDo` (the task skips); any other run type with bad input fails.
     Returns the split location, the checked config and the lineage tags for the later tasks.
     """
     from dslc.settings import get_settings
 
     settings = get_settings()
+    if run_type == "scheduled":
+        _skip_unless_work(lake, dataset=settings.dataset, model_name=settings.model_name)
     train_params = TrainParams.from_params(params)
     tolerance = params.get("tolerance", settings.promote_tolerance)
     if tolerance is None or not 0 <= float(tolerance) <= 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -122,3 +123,43 @@ def test_lineage_says_why_and_from_where(monkeypatch):
     )
     assert tags["dslc.trigger_reason"] == "drift" and tags["dslc.drift_report"] == "s3://r"
     assert tags["dslc.drifted_features"] == "temp"
+
+
+# -- a scheduled run with nothing to do skips; a manual one fails -------------------------------
+
+WHERE = "file:///lake/features/flights"
+
+
+@pytest.mark.parametrize(
+    ("published", "window", "expected"),
+    [
+        ([], None, r"^no data yet: no published feature partitions at file:///lake/features/"),
+        ([], "2013-01-01..2013-03-31", r"^no data yet: "),
+        (
+            ["2013-03-30", "2013-03-31"],
+            "2013-02-01..2013-03-31",
+            r"^nothing new since the champion's window: the latest published feature day "
+            r"2013-03-31 is inside the window 2013-02-01\.\.2013-03-31 of the champion of "
+            r"'flights_late'; trigger `train` by hand to retrain anyway$",
+        ),
+    ],
+)
+def test_nothing_to_do_says_why(published: list[str], window: str | None, expected: str) -> None:
+    why = training.nothing_to_do(published, window, where=WHERE, model_name="flights_late")
+    assert why is not None
+    assert re.match(expected, why)
+
+
+@pytest.mark.parametrize("window", [None, "2013-02-01..2013-03-30"])
+def test_a_new_day_or_no_champion_is_work(window: str | None) -> None:
+    published = ["2013-03-30", "2013-03-31"]
+    assert training.nothing_to_do(published, window, where=WHERE, model_name="m") is None
+
+
+def test_empty_lake_skips_a_scheduled_run_and_fails_a_manual_one(lake: Lake) -> None:
+    from dslc.errors import NothingToDo
+
+    with pytest.raises(NothingToDo, match=r"^no data yet: no published feature partitions at "):
+        training.assemble_run(lake, {}, dag_run_id="scheduled__w", run_type="scheduled")
+    with pytest.raises(training.TrainingError, match="no published feature partitions at "):
+        training.assemble_run(lake, {}, dag_run_id="manual__w", run_type="manual")
