@@ -35,6 +35,8 @@ from dslc.deploy.recovery import Step, reconcile
 from dslc.deploy.target import DeployError, Target
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from dslc.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,42 @@ def _now() -> dt.datetime:
 
 def _no_step(step: str) -> None:
     pass
+
+
+def _plan_aliases(
+    c: MlflowClient,
+    name: str,
+    version: str,
+    *,
+    move_alias: bool,
+    previous: str | None,
+    handed: dict[str, Any],
+) -> tuple[str | None, str | None, dict[str, str | None]]:
+    """The champion now, the version to go back to on failure, and the aliases to restore.
+
+    Raises :class:`DeployError` when ``champion`` is not ``version`` and may not be moved.
+    """
+    from dslc.model import registry
+
+    champion, prev_alias = registry.champion_state(c, name)
+    if champion != version and not move_alias:
+        raise DeployError(
+            f"the {registry.CHAMPION} alias of {name!r} points at version {champion}, not "
+            f"{version}: only the champion is deployed from `train` (another run or a "
+            f"rollback moved it meanwhile). Nothing was changed. To serve version "
+            f"{version} anyway, trigger the `deploy` DAG with version={version}"
+        )
+    moving = champion != version
+    # What champion was before this deploy (or promote) moved it: the caller's answer, else
+    # what an interrupted attempt of this version recorded, else the alias being replaced or
+    # previous_champion.
+    alias_previous = previous or handed.get("previous") or (champion if moving else prev_alias)
+    restore: dict[str, str | None] = (
+        {registry.CHAMPION: champion, registry.PREVIOUS: prev_alias}
+        if moving
+        else dict(handed.get("restore") or {})
+    )
+    return champion, alias_previous, restore
 
 
 def deploy(
@@ -92,29 +130,17 @@ def deploy(
         tracking_uri=tracking_uri,
         on_step=on_step,
     )
-    handed: dict[str, Any] = (
-        (found["interrupted"] or {}) if found["status"] == "handed_over" else {}
-    )
-    if handed.get("action") != "resumed":
-        handed = {}
+    handed: dict[str, Any] = found["interrupted"] or {}
     started, t0 = _now(), time.monotonic()
-    champion, prev_alias = registry.champion_state(c, model_name)
-    if champion != version and not move_alias:
-        raise DeployError(
-            f"the {registry.CHAMPION} alias of {model_name!r} points at version {champion}, not "
-            f"{version}: only the champion is deployed from `train` (another run or a "
-            f"rollback moved it meanwhile). Nothing was changed. To serve version "
-            f"{version} anyway, trigger the `deploy` DAG with version={version}"
-        )
-    moving = champion != version
-    # What champion was before this deploy (or promote) moved it: the caller's answer, else
-    # what an interrupted attempt recorded, else the alias being replaced or previous_champion.
-    alias_previous = previous or handed.get("previous") or (champion if moving else prev_alias)
-    restore: dict[str, str | None] = (
-        {registry.CHAMPION: champion, registry.PREVIOUS: prev_alias}
-        if moving
-        else dict(handed.get("restore") or {})
+    champion, alias_previous, restore = _plan_aliases(
+        c,
+        model_name,
+        version,
+        move_alias=move_alias,
+        previous=previous,
+        handed=handed if handed.get("action") == "resumed" else {},
     )
+    moving = champion != version
     record: dict[str, Any] = {
         "model": model_name,
         "version": version,

@@ -451,9 +451,7 @@ def test_a_deploy_killed_before_its_record_is_finished_not_undone(lake, mlflow, 
 
 
 @pytest.mark.parametrize("step", ["rollout", "smoke test"])
-def test_the_next_deploy_of_the_same_version_resumes_a_killed_one(
-    lake, mlflow, smoke_result, step
-):
+def test_the_next_deploy_of_the_same_version_resumes_a_killed_one(lake, mlflow, smoke_result, step):
     target = FakeTarget(serving="1")
     with pytest.raises(Killed):
         run(target, lake, on_step=kill_at(step))
