@@ -136,7 +136,7 @@ def _repair(
     on_step: Step,
 ) -> dict[str, Any]:
     """Finish, hand over or roll back the deploy ``intent`` describes; what was done."""
-    from dslc.deploy import records
+    import dslc.deploy.records as records
     from dslc.model import registry
 
     rec: dict[str, Any] = dict(intent["record"])
@@ -228,7 +228,7 @@ def reconcile(
     A model with no deployment record and no intent was never deployed by dslc: nothing to
     check (``status`` ``never_deployed``), and the target is not contacted.
     """
-    from dslc.deploy import records
+    import dslc.deploy.records as records
     from dslc.model import registry
 
     out: dict[str, Any] = {"status": "in_sync", "interrupted": None, "message": ""}
