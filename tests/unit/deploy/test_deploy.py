@@ -822,3 +822,30 @@ def test_version_without_a_split_cannot_be_smoke_tested(lake, monkeypatch):
     monkeypatch.setattr(registry, "client", lambda uri=None: fake)
     with pytest.raises(smoke.SmokeTestError, match=r"has no 'dslc\.split' tag"):
         smoke.smoke_test(MODEL, "2", lake=lake, endpoint="http://serving", rows=5)
+
+
+# -- the alias compare-and-swap ----------------------------------------------------------------
+
+
+def test_moving_the_champion_refuses_when_it_moved_since_the_caller_looked(mlflow):
+    with pytest.raises(registry.PromotionConflictError, match="a moment ago and now at 2"):
+        registry.move_champion(mlflow, MODEL, "3", expected="1")
+    assert mlflow.aliases == {"champion": "2", "previous_champion": "1"} and mlflow.calls == []
+
+
+def test_a_writer_moving_the_champion_right_after_this_one_is_reported(mlflow):
+    real_set = mlflow.set_registered_model_alias
+
+    def racing_set(name: str, alias: str, version: str) -> None:
+        real_set(name, alias, version)
+        if alias == "champion" and version == "3":
+            real_set(name, "champion", "1")  # another writer, a moment later
+
+    mlflow.set_registered_model_alias = racing_set  # type: ignore[method-assign]
+    with pytest.raises(registry.PromotionConflictError, match="moved to version 1 by another"):
+        registry.move_champion(mlflow, MODEL, "3", expected="2")
+
+
+def test_champion_moves_before_previous_champion(mlflow):
+    registry.move_champion(mlflow, MODEL, "3", expected="2")
+    assert mlflow.calls == [("set_alias", "champion", "3"), ("set_alias", "previous_champion", "2")]
