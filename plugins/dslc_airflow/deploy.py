@@ -95,8 +95,9 @@ def run_deploy(
 
 def run_reconcile(ti: Any) -> dict[str, Any]:
     """Reconcile inside a task: repair a deploy killed half-way, then fail (no retries) when the
-    service does not serve the champion, unless a ``train`` or ``deploy`` run is in flight
-    (between promote and deploy they differ by design; that run's deploy settles it)."""
+    service does not serve the champion. Not while a ``train`` or ``deploy`` run is in flight:
+    between promote and deploy they differ by design, and a killed deploy may be that run's,
+    about to be retried; the run settles both, and this only reports."""
     import logging
 
     from dslc import deploy
@@ -116,11 +117,13 @@ def run_reconcile(ti: Any) -> dict[str, Any]:
             lake=lake(),
             actor=f"reconcile via {ti.dag_id}/{ti.run_id}",
             strict=not in_flight,
+            # An interrupted deploy may be that run's, about to be retried: it resumes it.
+            repair=not in_flight,
         )
     log = logging.getLogger("airflow.task")
     if found["interrupted"]:
         log.warning("repaired an interrupted deploy: %s", found["interrupted"])
-    if found["status"] == "mismatch":
+    if found["status"] in ("mismatch", "pending"):
         log.warning("%s run in flight; not failing: %s", " and ".join(in_flight), found["message"])
     else:
         log.info("%s", found["message"] or found["status"])

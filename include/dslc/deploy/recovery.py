@@ -214,6 +214,7 @@ def reconcile(
     actor: str = "reconcile",
     strict: bool = True,
     resume: str | None = None,
+    repair: bool = True,
     tracking_uri: str | None = None,
     on_step: Step = _no_step,
 ) -> dict[str, Any]:
@@ -225,6 +226,8 @@ def reconcile(
         interrupted deploy to explain it (else log a warning and report ``mismatch``).
     resume: the version a deploy is about to deploy: an interrupted deploy of it is handed
         over (not rolled back), and the final check is left to that deploy.
+    repair: False leaves an interrupted deploy alone (status ``pending``): a run in flight
+        (an Airflow retry of the deploy task) will take it over.
     A model with no deployment record and no intent was never deployed by dslc: nothing to
     check (``status`` ``never_deployed``), and the target is not contacted.
     """
@@ -234,6 +237,16 @@ def reconcile(
     out: dict[str, Any] = {"status": "in_sync", "interrupted": None, "message": ""}
     intent = records.read_intent(lake, model_name)
     c = registry.client(tracking_uri)
+    if intent is not None and not repair:
+        rec = intent["record"]
+        out["status"] = "pending"
+        out["message"] = (
+            f"a deploy of {model_name} version {rec['version']} (started {rec['started_at']} by "
+            f"{rec['actor']}) died during the {intent['step']}; left for the run in flight to "
+            "take over"
+        )
+        log.warning("%s", out["message"])
+        return out
     if intent is not None:
         out["interrupted"] = _repair(
             intent, target=target, lake=lake, c=c, actor=actor, resume=resume, on_step=on_step

@@ -507,6 +507,17 @@ def test_champion_and_service_disagreeing_for_no_known_reason_is_an_error(
     assert target.serving == "1"  # reported, never "repaired" by guessing
 
 
+def test_an_interrupted_deploy_left_for_a_run_in_flight_is_not_touched(lake, mlflow, smoke_result):
+    target = FakeTarget(serving="1")
+    with pytest.raises(Killed):
+        run(target, lake, on_step=kill_at("smoke test"))
+    calls = list(target.calls)
+    found = deploy.reconcile(MODEL, target=target, lake=lake, repair=False)
+    assert found["status"] == "pending" and "died during the smoke test" in found["message"]
+    assert target.calls == calls and records.read_intent(lake, MODEL) is not None
+    assert run(target, lake)["status"] == "deployed"  # the retry takes it over
+
+
 def test_a_model_never_deployed_has_nothing_to_reconcile(lake, mlflow):
     target = FakeTarget(serving="1")
     found = deploy.reconcile(MODEL, target=target, lake=lake)

@@ -48,13 +48,13 @@ def test_a_disagreement_with_nothing_in_flight_fails_without_retry(calls):
 
     with pytest.raises(AirflowFailException, match=r"is version 2, but .* serves version 1"):
         glue.run_reconcile(FakeTI({}))
-    assert calls[0]["strict"] is True
+    assert calls[0]["strict"] is True and calls[0]["repair"] is True
     assert calls[0]["actor"] == "reconcile via drift_monitor/scheduled__2013-02-01"
 
 
 @pytest.mark.parametrize("dag_id", ["train", "deploy"])
 def test_a_run_in_flight_that_will_deploy_makes_it_a_warning(calls, dag_id, caplog):
     out = glue.run_reconcile(FakeTI({dag_id: 1}))
-    assert calls[0]["strict"] is False
+    assert calls[0]["strict"] is False and calls[0]["repair"] is False
     assert out == {"status": "mismatch", "champion": "2", "serving": "1", "interrupted": None}
     assert f"{dag_id} run in flight; not failing: champion 2, serving 1" in caplog.text
