@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.runs import check_conf
 
@@ -69,7 +70,7 @@ _settings = get_settings()
     },
 )
 def deploy() -> None:
-    @task(task_id="deploy")
+    @task(task_id="deploy", pool=PROMOTE_POOL)
     def deploy_version(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
         """Make the chosen version the champion and serve it; restore everything on failure."""
         from dslc.settings import get_settings

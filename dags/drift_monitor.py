@@ -9,6 +9,7 @@ never race past the guards together.
 | step | what it does |
 |---|---|
 | `wait_for_features` | deferrable: waits in the triggerer (no worker slot) for `features/<dataset>/ds={{ ds }}/_SUCCESS`; times out naming the day |
+| `reconcile_deployment` | a deploy killed half-way (its intent is still in the lake) is finished or rolled back; then the service must serve the `champion`, else the task fails naming both versions and the fix. While a `train` or `deploy` run is in flight it only reports: that run settles both |
 | `compute_drift` | the `champion` version's reference profile (logged by `train`) vs the window's features: PSI, Jensen-Shannon, binned Wasserstein and KS, missing-rate change, unseen categories per feature; the dataset verdict; the champion's logged predictions (the serving log, where there is one) scored against the labels vs its holdout ROC AUC; the policy's verdict over the last `persistence` windows (re-scored from their features). Writes `monitoring/drift/ds=.../report.json`. No champion yet: skipped, nothing to compare against |
 | `report` | `report.html` beside it (heatmap of PSI by feature and day, reference vs current distributions, every statistic), linked from the task log; the day's metrics in MLflow (experiment `dslc-drift`, one run per champion version, stepped by day) |
 | `decide` | the policy's verdict through the guards, all checked and all reported in `decision.json`: the kill switch, a `train` run queued or running, the cooldown (in data time), once per (champion version, day) |
@@ -38,6 +39,7 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
+from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
 from dslc_airflow.runs import check_conf
@@ -126,6 +128,15 @@ _settings = get_settings()
 def drift_monitor() -> None:
     # Poke interval and timeout: DSLC_LANDING_POKE_SECONDS / DSLC_LANDING_TIMEOUT_SECONDS + 1 h.
     wait = PartitionSensor(task_id="wait_for_features", dataset=_settings.dataset, retries=0)
+
+    # In the promote pool: never side by side with a promote or a deploy it could mistake for
+    # a dead one.
+    @task(pool=PROMOTE_POOL)
+    def reconcile_deployment(ti: Any = None) -> dict[str, Any]:
+        """Repair a deploy killed half-way; fail if the service does not serve the champion."""
+        from dslc_airflow.deploy import run_reconcile
+
+        return run_reconcile(ti)
 
     @task
     def compute_drift(params: dict[str, Any] | None = None, ds: str | None = None) -> Any:
@@ -257,7 +268,7 @@ def drift_monitor() -> None:
     # (``decided`` is indexable: decide has multiple_outputs).
     computed = compute_drift()
     decided = decide(computed)  # type: ignore[arg-type]
-    wait >> computed
+    wait >> reconcile_deployment() >> computed
     # report and decide run side by side; the trigger waits for both, so the report the
     # train conf names exists before train starts.
     reported = report(computed)  # type: ignore[arg-type]

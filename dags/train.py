@@ -11,7 +11,7 @@ model earns it, and deploys the new champion to the serving service.
 | `train` | fits the seeded scikit-learn pipeline (ordinal-encoded categoricals -> HistGradientBoosting with native categorical splits); logs params, metrics, split and model (skops, signature, input example, pinned requirements) to one MLflow run per DAG run (a retry reuses it) |
 | `evaluate` | scores the challenger and the current `champion` on the same holdout: ROC AUC, PR AUC, log loss, Brier, calibration, per origin and top carriers; logged to the run as metrics, `evaluation/evaluation.json` and `evaluation/comparison.md` |
 | `register` | one model version per run (a retry finds it), tagged with window, partition hashes, git sha, trigger reason and DAG run id; the drift reference profile is logged with it |
-| `promote` | gate: ROC AUC not worse than the champion's by more than `tolerance`, above the floor, no slice collapsed (or `force_promote`). On pass `previous_champion` <- old, `champion` <- new, refusing if another run moved `champion` meanwhile. On reject the version stays registered, tagged with why, and the task succeeds; its return value (XCom) and log say so |
+| `promote` | gate: ROC AUC not worse than the champion's by more than `tolerance`, above the floor, no slice collapsed (or `force_promote`). On pass `previous_champion` <- old, `champion` <- new, refusing if another run moved `champion` meanwhile. Runs in the 1-slot pool `dslc_promote` (as every deploy does), so no two promotions or deploys interleave. On reject the version stays registered, tagged with why, and the task succeeds; its return value (XCom) and log say so |
 | `deploy` | only when `promote` promoted and the `deploy` param is on (otherwise skipped: "nothing to deploy"). The serving target (`DSLC_DEPLOY_TARGET`: the local service, or a Kubernetes Deployment) loads the new champion; a smoke test sends holdout rows through `/predict` and compares them with the registered model's offline predictions (within 1e-9). On any failure the service goes back to the version it served, `champion` goes back to the previous version, and the task fails without retries saying what failed. Every attempt is recorded in the lake (`deployments/<model>/`) and in the version's `dslc.deployment` tag. Roll back or redeploy by hand with the `deploy` DAG |
 
 Triggered from the form below, by the drift DAG (`conf`: `reason`, `window_end`,
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
 
+from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
 from dslc_airflow.runs import check_conf
@@ -220,7 +221,7 @@ def train() -> None:
                 lineage=assembled["lineage"],
             )
 
-    @task
+    @task(pool=PROMOTE_POOL)  # 1 slot: no two promotions or deploys interleave
     def promote(assembled: Assembled, evaluated: Evaluated, registered: Registered) -> Promoted:
         """Gate, then move the champion alias (compare-and-swap) or record the rejection."""
         from dslc.model import registry
@@ -237,7 +238,7 @@ def train() -> None:
                 force=config["force_promote"],
             )
 
-    @task(task_id="deploy")
+    @task(task_id="deploy", pool=PROMOTE_POOL)
     def deploy_champion(
         assembled: Assembled,
         promoted: Promoted,

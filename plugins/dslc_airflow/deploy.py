@@ -91,3 +91,45 @@ def run_deploy(
         k: record[k]
         for k in ("model", "version", "previous", "target", "status", "smoke", "record_uri")
     }
+
+
+def run_reconcile(ti: Any) -> dict[str, Any]:
+    """Reconcile inside a task: repair a deploy killed half-way, then fail (no retries) when the
+    service does not serve the champion. Not while a ``train`` or ``deploy`` run is in flight:
+    between promote and deploy they differ by design, and a killed deploy may be that run's,
+    about to be retried; the run settles both, and this only reports."""
+    import logging
+
+    from dslc import deploy
+    from dslc.settings import get_settings
+    from dslc_airflow.errors import no_retry_on
+    from dslc_airflow.lake import lake
+
+    in_flight = [
+        dag_id
+        for dag_id in ("train", "deploy")
+        if ti.get_dr_count(dag_id=dag_id, states=["queued", "running"])
+    ]
+    with no_retry_on():
+        found = deploy.reconcile(
+            get_settings().model_name,
+            target=build_target(),
+            lake=lake(),
+            actor=f"reconcile via {ti.dag_id}/{ti.run_id}",
+            strict=not in_flight,
+            # An interrupted deploy may be that run's, about to be retried: it resumes it.
+            repair=not in_flight,
+        )
+    log = logging.getLogger("airflow.task")
+    if found["interrupted"]:
+        log.warning("repaired an interrupted deploy: %s", found["interrupted"])
+    if found["status"] in ("mismatch", "pending"):
+        log.warning("%s run in flight; not failing: %s", " and ".join(in_flight), found["message"])
+    else:
+        log.info("%s", found["message"] or found["status"])
+    return {
+        "status": found["status"],
+        "champion": found.get("champion"),
+        "serving": found.get("serving"),
+        "interrupted": (found["interrupted"] or {}).get("action"),
+    }

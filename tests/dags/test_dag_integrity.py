@@ -98,6 +98,7 @@ for path in sys.argv[3:]:
                     "task_id": t.task_id,
                     "owner": t.owner,
                     "retries": t.retries,
+                    "pool": t.pool,
                     "sensor": isinstance(t, BaseSensorOperator),
                 }
                 for t in dag.tasks
@@ -284,7 +285,39 @@ def test_dag_ids_are_unique(parsed: dict[str, dict[str, Any]]) -> None:
             assert other == dag_file.name, f"dag_id {dag['dag_id']!r} in {other} and {dag_file}"
 
 
+# Tasks that move the champion alias or what is served (or repair a deploy that died): they
+# share the 1-slot pool, so no two of them interleave.
+CHAMPION_TASKS = {
+    ("train", "promote"),
+    ("train", "deploy"),
+    ("deploy", "deploy"),
+    ("drift_monitor", "reconcile_deployment"),
+}
+
+
+def pools(parsed: dict[str, dict[str, Any]], files: list[str]) -> dict[tuple[str, str], str]:
+    return {
+        (dag["dag_id"], t["task_id"]): t["pool"]
+        for name in files
+        for dag in parsed[name]["dags"]
+        for t in dag["tasks"]
+    }
+
+
+def test_promotions_and_deploys_share_the_one_slot_pool(parsed: dict[str, dict[str, Any]]) -> None:
+    from dslc.model.registry import PROMOTE_POOL
+
+    by_task = pools(parsed, [p.name for p in DAG_FILES])
+    in_pool = {task for task, pool in by_task.items() if pool == PROMOTE_POOL}
+    assert in_pool == CHAMPION_TASKS, f"in {PROMOTE_POOL}: {sorted(in_pool)}"
+
+
 # -- the harness itself: what it must catch -------------------------------------------------------
+
+
+def test_the_pool_check_reads_each_tasks_pool(parsed: dict[str, dict[str, Any]]) -> None:
+    """A task left in Airflow's default pool shows as such (so the pool test can fail)."""
+    assert set(pools(parsed, ["noop_baseline.py"]).values()) == {"default_pool"}
 
 
 def test_airflow_itself_loads_no_heavy_module(parsed: dict[str, dict[str, Any]]) -> None:

@@ -14,16 +14,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
-    """Run ``airflow db migrate`` once for the session's AIRFLOW_HOME."""
+    """Run ``airflow db migrate`` and create the stack's pools once for the session's
+    AIRFLOW_HOME (as ``dslc up`` does)."""
+    from dslc.dev.stack.migrations import POOLS
+
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
+    airflow = str(Path(sys.executable).parent / "airflow")
+    commands = [["db", "migrate"]]
+    commands += [["pools", "set", name, str(slots), why] for name, (slots, why) in POOLS.items()]
+    for args in commands:
+        subprocess.run([airflow, *args], check=True, env=env, capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="session")

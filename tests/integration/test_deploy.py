@@ -373,3 +373,187 @@ def test_train_deploys_its_new_champion_and_skips_a_rejected_one(
         )
         assert srv.get("/ready")[1]["version"] == "1"
         assert len(records.list_records(feature_lake, name)) == 1
+
+
+# -- a deploy killed at a step (SIGKILL: no except or finally runs), then repaired ----------------
+
+# Runs in a child process against the real service and MLflow. ``kill`` names the step at which
+# the child SIGKILLs itself ("after load": right after POST /admin/load was accepted); ``fail``
+# names a step at which it raises an ordinary error instead, so the deploy starts rolling back.
+_KILLED_CHILD = r"""
+import os, signal, sys
+
+from dslc import deploy
+from dslc.deploy.local import LocalTarget
+from dslc.lake import Lake
+
+what, model, version, url, token, lake_url, kill, fail, move_alias = sys.argv[1:10]
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAfterLoad(LocalTarget):
+    def _load(self, model_name, version):
+        started = super()._load(model_name, version)
+        if kill == "after load":
+            die()
+        return started
+
+
+def on_step(step):
+    if step == kill:
+        die()
+    if step == fail:
+        raise RuntimeError(f"injected failure at the {step}")
+
+
+target, lake = KillAfterLoad(url, token, timeout=120), Lake(lake_url)
+if what == "deploy":
+    deploy.deploy(
+        model, version, target=target, lake=lake, actor="killed test",
+        move_alias=move_alias == "1", on_step=on_step,
+    )
+else:
+    deploy.reconcile(model, target=target, lake=lake, actor="killed reconcile", on_step=on_step)
+sys.exit(3)  # still alive: the step never came
+"""
+
+
+def killed(
+    what: str,
+    models: Models,
+    server: ServingServer,
+    version: str,
+    *,
+    kill: str,
+    fail: str = "",
+    move_alias: bool = False,
+) -> None:
+    """Run a deploy (or a reconcile) in a child process that SIGKILLs itself at ``kill``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    args = [what, models.name, version, server.url, TOKEN, models.lake.url, kill, fail]
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_CHILD, *args, "1" if move_alias else "0"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+
+
+def served(server: ServingServer) -> str:
+    return str(server.get("/ready")[1]["version"])
+
+
+def reconcile(models: Models, server: ServingServer) -> dict[str, Any]:
+    target = LocalTarget(server.url, TOKEN, timeout=120)
+    return deploy.reconcile(models.name, target=target, lake=models.lake, actor="test reconcile")
+
+
+def last_record(models: Models) -> dict[str, Any]:
+    return records.list_records(models.lake, models.name)[-1]
+
+
+@pytest.mark.parametrize(
+    ("kill", "fail"),
+    [
+        ("rollout", ""),  # champion moved by promote, nothing sent to the service
+        ("after load", ""),  # /admin/load accepted: the service goes on loading v2 alone
+        ("smoke test", ""),  # v2 serves, unchecked
+        ("rollback", "smoke test"),  # the smoke test failed; nothing undone yet
+        ("rollback alias", "smoke test"),  # the service is back on v1, champion still v2
+    ],
+)
+def test_a_killed_deploy_is_rolled_back_by_reconcile(
+    models: Models, server: ServingServer, kill: str, fail: str
+):
+    v1, v2 = models.good
+    promote(models, v2)
+    killed("deploy", models, server, v2, kill=kill, fail=fail)
+    assert records.read_intent(models.lake, models.name) is not None
+
+    found = reconcile(models, server)
+    assert found["status"] == "repaired" and found["interrupted"]["action"] == "rolled_back"
+    assert found["champion"] == found["serving"] == v1
+    assert served(server) == v1 and predict_version(server, models) == v1
+    assert aliases(models)["champion"] == v1
+    last = last_record(models)
+    assert last["version"] == v2 and last["status"] == "rolled_back"
+    assert last["actor"] == "killed test" and last["reconciled_by"] == "test reconcile"
+    assert "the deploy process died during the " in last["error"]
+    assert records.read_intent(models.lake, models.name) is None
+    assert reconcile(models, server)["status"] == "in_sync"
+
+
+def test_a_deploy_killed_before_its_record_is_finished(models: Models, server: ServingServer):
+    v1, v2 = models.good
+    promote(models, v2)
+    killed("deploy", models, server, v2, kill="record")
+    found = reconcile(models, server)
+    assert found["interrupted"]["action"] == "finished" and found["serving"] == v2
+    assert served(server) == v2 and aliases(models) == {"champion": v2, "previous_champion": v1}
+    last = last_record(models)
+    assert last["version"] == v2 and last["status"] == "deployed" and last["smoke"]["passed"]
+    tag = json.loads(registry.client().get_model_version(models.name, v2).tags[records.TAG])
+    assert tag["status"] == "deployed"
+
+
+def test_a_killed_manual_deploy_restores_both_aliases(models: Models, server: ServingServer):
+    v1, v2 = models.good
+    c = registry.client()
+    c.set_registered_model_alias(models.name, registry.PREVIOUS, models.corrupt)
+    killed("deploy", models, server, v2, kill="after load", move_alias=True)
+    assert aliases(models) == {"champion": v2, "previous_champion": v1}
+    reconcile(models, server)
+    assert served(server) == v1
+    assert aliases(models) == {"champion": v1, "previous_champion": models.corrupt}
+
+
+def test_the_next_deploy_resumes_a_killed_one(models: Models, server: ServingServer):
+    """Airflow's retry of a deploy task the worker lost: it redoes the deploy, no rollback."""
+    v1, v2 = models.good
+    promote(models, v2)
+    killed("deploy", models, server, v2, kill="after load")
+    record = run(models, server, v2)
+    assert record["status"] == "deployed" and record["previous"] == v1
+    assert served(server) == v2 and aliases(models) == {"champion": v2, "previous_champion": v1}
+    interrupted, deployed = records.list_records(models.lake, models.name)[-2:]
+    assert interrupted["status"] == "interrupted" and interrupted["stage"] == "rollout"
+    assert deployed == record
+
+
+def test_a_reconcile_killed_while_rolling_back_is_finished_by_the_next(
+    models: Models, server: ServingServer
+):
+    v1, v2 = models.good
+    promote(models, v2)
+    killed("deploy", models, server, v2, kill="smoke test")
+    killed("reconcile", models, server, v2, kill="rollback alias")
+    assert served(server) == v1 and aliases(models)["champion"] == v2  # half undone
+    found = reconcile(models, server)
+    assert found["status"] == "repaired" and found["champion"] == found["serving"] == v1
+    assert aliases(models)["champion"] == v1
+
+
+def test_a_service_not_serving_the_champion_is_reported_with_both_versions(
+    models: Models, server: ServingServer
+):
+    v1, v2 = models.good
+    promote(models, v2)
+    run(models, server, v2)
+    # Someone points champion back at v1 by hand; nothing was interrupted.
+    registry.client().set_registered_model_alias(models.name, registry.CHAMPION, v1)
+    with pytest.raises(deploy.DeployError) as err:
+        reconcile(models, server)
+    message = str(err.value)
+    assert f"the champion of {models.name} is version {v1}, but the local service at " in message
+    assert f"serves version {v2}, and no interrupted deploy explains it" in message
+    assert f"trigger the `deploy` DAG with version={v1}" in message
+    assert served(server) == v2  # reported, not guessed at

@@ -186,6 +186,7 @@ def test_stable_day_waits_for_features_reports_and_does_not_trigger(
     assert state == "success", tasks
     assert tasks == {
         "wait_for_features": "success",
+        "reconcile_deployment": "success",  # no deployment recorded: nothing to reconcile
         "compute_drift": "success",
         "report": "success",
         "decide": "success",

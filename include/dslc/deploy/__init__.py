@@ -16,6 +16,11 @@
 
 Every attempt leaves a record (:mod:`dslc.deploy.records`): JSON in the lake under
 ``deployments/<model>/`` and a short ``dslc.deployment`` tag on the model version.
+
+A deploy killed outright (SIGKILL: no ``except`` runs) is repaired by the next one: before each
+step it rewrites its *intent* in the lake, and every deploy first runs
+:func:`~dslc.deploy.recovery.reconcile`, which finishes, resumes or rolls back what the intent
+describes (the ``drift_monitor`` DAG runs it too, before it scores the champion).
 Nothing here imports Airflow; ``dslc_airflow.deploy`` builds the targets inside tasks.
 """
 
@@ -26,6 +31,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from dslc.deploy.recovery import Step, reconcile
 from dslc.deploy.target import DeployError, Target
 
 if TYPE_CHECKING:
@@ -35,17 +41,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeployError", "Target", "deploy"]
+__all__ = ["DeployError", "Target", "deploy", "reconcile"]
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _prepare_aliases(
-    c: MlflowClient, name: str, version: str, *, move_alias: bool, previous: str | None
-) -> tuple[str | None, dict[str, str | None]]:
-    """Check (or move) ``champion``; returns the previous version and the aliases to restore."""
+def _no_step(step: str) -> None:
+    pass
+
+
+def _plan_aliases(
+    c: MlflowClient,
+    name: str,
+    version: str,
+    *,
+    move_alias: bool,
+    previous: str | None,
+    handed: dict[str, Any],
+) -> tuple[str | None, str | None, dict[str, str | None]]:
+    """The champion now, the version to go back to on failure, and the aliases to restore.
+
+    Raises :class:`DeployError` when ``champion`` is not ``version`` and may not be moved.
+    """
     from dslc.model import registry
 
     champion, prev_alias = registry.champion_state(c, name)
@@ -56,38 +75,17 @@ def _prepare_aliases(
             f"rollback moved it meanwhile). Nothing was changed. To serve version "
             f"{version} anyway, trigger the `deploy` DAG with version={version}"
         )
-    restore = registry.move_champion(c, name, version) if champion != version else {}
-    if restore:
-        return (previous if previous is not None else restore[registry.CHAMPION]), restore
-    # What champion was before promote moved it: promote's answer, else previous_champion.
-    return (previous if previous is not None else prev_alias), {}
-
-
-def _rollback(
-    target: Target,
-    c: MlflowClient,
-    name: str,
-    version: str,
-    *,
-    service_previous: str | None,
-    alias_previous: str | None,
-    restore: dict[str, str | None],
-) -> dict[str, Any]:
-    """Roll the target and the alias back; each half is attempted even if the other fails."""
-    from dslc.model import registry
-
-    out: dict[str, Any] = {"ok": True}
-    try:
-        out["service"] = target.rollback(name, version, service_previous)
-    except Exception as e:  # reported in the record and the error message
-        out["ok"] = False
-        out["service"] = f"ROLLBACK FAILED: {type(e).__name__}: {e}"
-    try:
-        out["alias"] = registry.restore_champion(c, name, version, alias_previous, restore)
-    except Exception as e:  # reported too
-        out["ok"] = False
-        out["alias"] = f"ALIAS RESTORE FAILED: {type(e).__name__}: {e}"
-    return out
+    moving = champion != version
+    # What champion was before this deploy (or promote) moved it: the caller's answer, else
+    # what an interrupted attempt of this version recorded, else the alias being replaced or
+    # previous_champion.
+    alias_previous = previous or handed.get("previous") or (champion if moving else prev_alias)
+    restore: dict[str, str | None] = (
+        {registry.CHAMPION: champion, registry.PREVIOUS: prev_alias}
+        if moving
+        else dict(handed.get("restore") or {})
+    )
+    return champion, alias_previous, restore
 
 
 def deploy(
@@ -102,6 +100,7 @@ def deploy(
     move_alias: bool = False,
     smoke_rows: int | None = None,
     tracking_uri: str | None = None,
+    on_step: Step = _no_step,
 ) -> dict[str, Any]:
     """Deploy ``model_name`` version ``version`` to ``target``; returns the deployment record.
 
@@ -109,20 +108,39 @@ def deploy(
         old champion when ``move_alias`` moves it).
     move_alias: move ``champion`` to ``version`` first (manual deploy / rollback); without it
         ``champion`` must already point at ``version``.
+    on_step: called with each step's name once its intent is written, before the step runs
+        (the tests kill the process there).
     Raises :class:`DeployError` (after rolling back) when the deploy fails.
     """
-    from dslc.deploy import records, smoke
+    from dslc.deploy import records, recovery, smoke
     from dslc.model import registry
     from dslc.settings import get_settings
 
     settings = get_settings()
     version = str(version)
-    started, t0 = _now(), time.monotonic()
     c = registry.client(tracking_uri)
     registry.get_version(c, model_name, version)  # RegistryError naming a missing version
-    alias_previous, restore = _prepare_aliases(
-        c, model_name, version, move_alias=move_alias, previous=previous
+    # A deploy killed earlier is repaired first (or, if it was of this version, handed over).
+    found = reconcile(
+        model_name,
+        target=target,
+        lake=lake,
+        actor=actor,
+        resume=version,
+        tracking_uri=tracking_uri,
+        on_step=on_step,
     )
+    handed: dict[str, Any] = found["interrupted"] or {}
+    started, t0 = _now(), time.monotonic()
+    champion, alias_previous, restore = _plan_aliases(
+        c,
+        model_name,
+        version,
+        move_alias=move_alias,
+        previous=previous,
+        handed=handed if handed.get("action") == "resumed" else {},
+    )
+    moving = champion != version
     record: dict[str, Any] = {
         "model": model_name,
         "version": version,
@@ -139,13 +157,37 @@ def deploy(
         "smoke": None,
         "rollback": None,
     }
+
+    def step(name: str) -> None:
+        try:
+            records.write_intent(
+                lake, model_name, {"step": name, "record": record, "restore": restore}
+            )
+        except Exception as e:
+            raise DeployError(
+                f"could not write the deploy's intent before its {name} to "
+                f"{lake.uri(records.ZONE, model_name)} ({type(e).__name__}: {e}); without it a "
+                "deploy killed half-way could not be repaired, so it stops here. Make the lake "
+                "(DSLC_LAKE_URL) writable and deploy again"
+            ) from e
+        on_step(name)
+
+    if moving:
+        step(recovery.ALIASES)
+        try:
+            registry.move_champion(c, model_name, version, expected=champion)
+        except registry.PromotionConflictError:
+            records.clear_intent(lake, model_name)  # nothing moved: nothing to repair
+            raise
     stage, before = "target check", None
     try:
         record["serving_before"] = before = target.current_version(model_name)
-        stage = "rollout"
+        stage = recovery.ROLLOUT
+        step(stage)
         log.info("deploying %s v%s to %s (serving: %s)", model_name, version, target.name, before)
         target.rollout(model_name, version)
-        stage = "smoke test"
+        stage = recovery.SMOKE
+        step(stage)
         record["smoke"] = smoke.smoke_test(
             model_name,
             version,
@@ -162,7 +204,15 @@ def deploy(
         log.warning(
             "deploy of %s v%s failed at the %s: %s; rolling back", model_name, version, stage, e
         )
-        record["rollback"] = rb = _rollback(
+        record.update(
+            stage=stage,
+            error=f"{type(e).__name__}: {e}" if not isinstance(e, DeployError) else str(e),
+        )
+        try:
+            step(recovery.ROLLBACK)
+        except DeployError as lake_error:  # the lake may be what failed: roll back all the same
+            log.warning("could not record the rollback's intent: %s", lake_error)
+        record["rollback"] = rb = recovery.rollback(
             target,
             c,
             model_name,
@@ -170,15 +220,16 @@ def deploy(
             service_previous=service_previous,
             alias_previous=alias_previous,
             restore=restore,
+            on_step=on_step,
         )
-        record.update(
-            status="rolled_back" if rb["ok"] else "rollback_failed",
-            stage=stage,
-            error=f"{type(e).__name__}: {e}" if not isinstance(e, DeployError) else str(e),
-        )
+        record["status"] = "rolled_back" if rb["ok"] else "rollback_failed"
         uri = records.save(lake, c, record, started_at=started, seconds=time.monotonic() - t0)
+        if uri is not None:  # else the intent stays: reconcile writes the record later
+            records.clear_intent(lake, model_name)
         raise DeployError(records.failure_message(record, uri)) from e
+    step(recovery.RECORD)
     record["status"] = "deployed"
     records.save(lake, c, record, started_at=started, seconds=time.monotonic() - t0, strict=True)
+    records.clear_intent(lake, model_name)
     log.info("deployed %s version %s to %s: %s", model_name, version, target.name, record["smoke"])
     return record

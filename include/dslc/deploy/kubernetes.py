@@ -237,6 +237,10 @@ class KubernetesTarget:
                 )
             self._sleep(self.poll_interval)
 
+    def settle(self) -> None:
+        """Nothing to wait for: :meth:`current_version` reads the pinned version, which is final
+        once applied (a rollout still in progress is superseded by the next apply or patch)."""
+
     def rollout(self, model_name: str, version: str) -> None:
         self.apply(model_name, version)
         self.wait()

@@ -150,7 +150,7 @@ class LocalTarget:
                 )
             self._sleep(self.poll_interval)
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """Wait (within the timeout) for a running load to finish, whatever its outcome."""
         deadline = self._clock() + self.timeout
         while self._last_load().get("state") == "loading":
@@ -171,7 +171,7 @@ class LocalTarget:
     def rollback(self, model_name: str, failed: str, previous: str | None) -> str:
         # A load of the failed version may still be running (a timed-out rollout): let it end,
         # then see what is served, so it cannot swap in after the rollback.
-        self._settle()
+        self.settle()
         now = self.current_version(model_name)
         if previous is None:
             if now == failed:

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 ZONE = "deployments"
 TAG = "dslc.deployment"
+# The deploy in progress, rewritten (atomically) before each of its steps and removed once its
+# record is written: a deploy killed at any step leaves it behind for reconcile() to repair.
+# The leading "_" keeps it out of list_records.
+INTENT = "_intent.json"
 
 
 def key(model: str, version: str, at: dt.datetime) -> str:
@@ -53,8 +57,34 @@ def list_records(lake: Lake, model: str) -> list[dict[str, Any]]:
     return [
         json.loads(lake.read_text(ZONE, model, name))
         for name in lake.ls(ZONE, model)
-        if name.endswith(".json")
+        if name.endswith(".json") and not name.startswith("_")
     ]
+
+
+def last_record(lake: Lake, model: str) -> dict[str, Any] | None:
+    """The newest deployment record of ``model`` (keys sort by time), or None."""
+    names = [n for n in lake.ls(ZONE, model) if n.endswith(".json") and not n.startswith("_")]
+    if not names:
+        return None
+    last: dict[str, Any] = json.loads(lake.read_text(ZONE, model, names[-1]))
+    return last
+
+
+def write_intent(lake: Lake, model: str, intent: dict[str, Any]) -> None:
+    """Record the step a deploy is about to take (one atomic write, replacing the last)."""
+    lake.write_text(json.dumps(intent, indent=2, sort_keys=True, default=str), ZONE, model, INTENT)
+
+
+def read_intent(lake: Lake, model: str) -> dict[str, Any] | None:
+    """The intent an interrupted deploy left behind, or None."""
+    if not lake.exists(ZONE, model, INTENT):
+        return None
+    intent: dict[str, Any] = json.loads(lake.read_text(ZONE, model, INTENT))
+    return intent
+
+
+def clear_intent(lake: Lake, model: str) -> None:
+    lake.delete(ZONE, model, INTENT)
 
 
 def save(

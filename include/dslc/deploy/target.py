@@ -28,3 +28,7 @@ class Target(Protocol):
 
     def rollback(self, model_name: str, failed: str, previous: str | None) -> str:
         """Undo a rollout of ``failed``; return what was done, in words."""
+
+    def settle(self) -> None:
+        """Wait for a rollout in progress (one a killed deploy started) to end, whatever its
+        outcome, so what :meth:`current_version` says next is final."""

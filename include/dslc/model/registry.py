@@ -407,19 +407,61 @@ def champion_state(c: MlflowClient, name: str) -> tuple[str | None, str | None]:
     )
 
 
-def move_champion(c: MlflowClient, name: str, version: str) -> dict[str, str | None]:
+# Promote and deploy tasks run in this 1-slot Airflow pool (`dslc up` creates it), so no two
+# of them move the champion alias at once; _set_champion narrows what is left (writers
+# outside Airflow: the MLflow UI, scripts).
+PROMOTE_POOL = "dslc_promote"
+
+
+def _champion_version(c: MlflowClient, name: str) -> str | None:
+    mv = get_alias(c, name, CHAMPION)
+    return str(mv.version) if mv is not None else None
+
+
+def _set_champion(c: MlflowClient, name: str, version: str, expected: str | None) -> None:
+    """Move ``champion`` from ``expected`` to ``version`` (``previous_champion`` <- ``expected``).
+
+    MLflow has no conditional alias update, so this is check, set, verify: the caller checked
+    just before; afterwards champion is read back, and a writer that moved it after this one is
+    reported. What remains is one round trip: two writers that both check before either sets
+    and both verify before the other sets each believe they won (the last set stands).
+    ``champion`` is set before ``previous_champion``, so a process killed in between leaves
+    ``previous_champion`` as it was, which a retry or a rollback reads correctly.
+    """
+    c.set_registered_model_alias(name, CHAMPION, version)
+    if expected is not None:
+        c.set_registered_model_alias(name, PREVIOUS, expected)
+    after = _champion_version(c, name)
+    if after != version:
+        raise PromotionConflictError(
+            f"{CHAMPION} of {name} was moved to version {after} by another writer right after "
+            f"this one moved it to {version}: version {after} won. Check who moved it (MLflow: "
+            "the model's aliases) before deploying again"
+        )
+
+
+def move_champion(
+    c: MlflowClient, name: str, version: str, *, expected: str | bool | None = False
+) -> dict[str, str | None]:
     """Point ``champion`` at ``version`` and ``previous_champion`` at the old champion.
 
     Returns both aliases as they were, for :func:`restore_champion`; empty when ``champion``
-    already pointed at ``version`` (nothing moved). Unlike :func:`promote`, no gate and no
-    compare-and-swap: this is the manual deploy or rollback an operator asked for.
+    already pointed at ``version`` (nothing moved). Unlike :func:`promote`, no gate: this is the
+    manual deploy or rollback an operator asked for. ``expected``: the champion the caller saw
+    (None: no champion); if the alias moved since, :class:`PromotionConflictError` and nothing
+    moves.
     """
     champion, previous = champion_state(c, name)
     if champion == version:
         return {}
-    if champion is not None:
-        c.set_registered_model_alias(name, PREVIOUS, champion)
-    c.set_registered_model_alias(name, CHAMPION, version)
+    if expected is not False and champion != expected:
+        raise PromotionConflictError(
+            f"cannot move {CHAMPION} of {name} to version {version}: it pointed at version "
+            f"{expected or '(none)'} a moment ago and now at {champion} (moved by another run "
+            "meanwhile). Nothing was changed; deploy again if version "
+            f"{version} should still replace version {champion}"
+        )
+    _set_champion(c, name, version, champion)
     log.info("moved %s of %s to version %s (was %s)", CHAMPION, name, version, champion)
     return {CHAMPION: champion, PREVIOUS: previous}
 
@@ -734,9 +776,7 @@ def promote(
                 f"{current_v} (moved by another run meanwhile). Version {current_v} won; "
                 "re-run `train` to evaluate against it"
             )
-        if current_v is not None:
-            c.set_registered_model_alias(name, PREVIOUS, current_v)
-        c.set_registered_model_alias(name, CHAMPION, version)
+        _set_champion(c, name, version, current_v)
         c.set_model_version_tag(name, version, TAG_DECISION, "promoted")
         c.set_model_version_tag(name, version, TAG_DECISION_REASON, decision.reason[:5000])
     log.info(

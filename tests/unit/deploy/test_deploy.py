@@ -107,6 +107,9 @@ class FakeTarget:
         self.serving = previous
         return f"serving {previous} again"
 
+    def settle(self) -> None:
+        self.calls.append(("settle",))
+
 
 PASSED = {"rows": 200, "max_abs_diff": 0.0, "mismatches": 0, "version_seen": "2", "passed": True}
 
@@ -319,10 +322,8 @@ def test_manual_deploy_of_the_champion_moves_no_alias(lake, mlflow, smoke_result
 def test_a_successful_deploy_without_its_record_fails_but_does_not_roll_back(
     lake, mlflow, smoke_result, monkeypatch
 ):
-    def broken(*a, **k):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(lake, "write_text", broken)
+    working = lake.write_text
+    monkeypatch.setattr(lake, "write_text", records_fail(lake, OSError("disk full")))
     target = FakeTarget(serving="1")
     with pytest.raises(deploy.DeployError) as err:
         run(target, lake)
@@ -332,12 +333,47 @@ def test_a_successful_deploy_without_its_record_fails_but_does_not_roll_back(
     assert "OSError: disk full" in str(err.value)
     assert target.serving == "2" and ("rollback", "2", "1") not in target.calls
     assert mlflow.aliases["champion"] == "2"
+    # The intent stays behind: the next reconcile writes the record the deploy could not.
+    assert records.read_intent(lake, MODEL)["step"] == "record"
+    monkeypatch.setattr(lake, "write_text", working)
+    found = deploy.reconcile(MODEL, target=target, lake=lake, actor="drift monitor")
+    assert found["status"] == "repaired" and found["interrupted"]["action"] == "finished"
+    (stored,) = records.list_records(lake, MODEL)
+    assert stored["status"] == "deployed" and stored["reconciled_by"] == "drift monitor"
+    assert records.read_intent(lake, MODEL) is None
+
+
+def records_fail(lake: Lake, error: Exception) -> Any:
+    """``lake.write_text`` that fails for deployment records and works for the intent."""
+    real = lake.write_text
+
+    def write_text(text: str, *parts: str) -> None:
+        if parts[-1] != records.INTENT:
+            raise error
+        real(text, *parts)
+
+    return write_text
+
+
+def test_a_deploy_that_cannot_write_its_intent_never_touches_the_service(
+    lake, mlflow, smoke_result, monkeypatch
+):
+    monkeypatch.setattr(lake, "write_text", lambda *a, **k: (_ for _ in ()).throw(OSError("ro")))
+    target = FakeTarget(serving="1")
+    with pytest.raises(deploy.DeployError) as err:
+        run(target, lake)
+    assert "could not write the deploy's intent before its rollout" in str(err.value)
+    assert "OSError: ro" in str(err.value) and "Make the lake (DSLC_LAKE_URL) writable" in str(
+        err.value
+    )
+    assert ("rollout", "2") not in target.calls and target.serving == "1"
+    assert smoke_result["calls"] == []
 
 
 def test_a_failed_deploy_without_its_record_still_reports_the_failure(
     lake, mlflow, smoke_result, monkeypatch
 ):
-    monkeypatch.setattr(lake, "write_text", lambda *a, **k: (_ for _ in ()).throw(OSError("x")))
+    monkeypatch.setattr(lake, "write_text", records_fail(lake, OSError("x")))
     mlflow.fail_tags = True
     smoke_result["raise"] = smoke.SmokeTestError("12 rows differ")
     with pytest.raises(deploy.DeployError) as err:
@@ -345,6 +381,147 @@ def test_a_failed_deploy_without_its_record_still_reports_the_failure(
     assert "12 rows differ" in str(err.value)
     assert "(the deployment record could not be written)" in str(err.value)
     assert mlflow.aliases["champion"] == "1"
+
+
+# -- a deploy killed at a step, then reconciled ---------------------------------------------------
+
+
+class Killed(BaseException):
+    """The process dying at a step: no ``except Exception`` handler runs (the integration tests
+    SIGKILL a real process; this is the same path without one)."""
+
+
+def kill_at(step: str) -> Any:
+    def on_step(name: str) -> None:
+        if name == step:
+            raise Killed(name)
+
+    return on_step
+
+
+def aliases_of(mlflow: FakeMlflow) -> dict[str, str]:
+    return dict(mlflow.aliases)
+
+
+@pytest.mark.parametrize(
+    ("step", "smoke_fails", "serving_when_killed"),
+    [
+        ("rollout", False, "1"),  # intent written, /admin/load not sent
+        ("smoke test", False, "2"),  # the new version serves, unchecked
+        ("rollback", True, "2"),  # the smoke test failed, nothing undone yet
+        ("rollback alias", True, "1"),  # the service is back, champion not yet
+    ],
+)
+def test_a_deploy_killed_at_a_step_is_rolled_back_by_reconcile(
+    lake, mlflow, smoke_result, step, smoke_fails, serving_when_killed
+):
+    target = FakeTarget(serving="1")
+    if smoke_fails:
+        smoke_result["raise"] = smoke.SmokeTestError("12 rows differ")
+    with pytest.raises(Killed):
+        run(target, lake, on_step=kill_at(step))
+    assert target.serving == serving_when_killed and records.list_records(lake, MODEL) == []
+
+    found = deploy.reconcile(MODEL, target=target, lake=lake, actor="drift monitor")
+    assert found["status"] == "repaired" and found["interrupted"]["action"] == "rolled_back"
+    assert found["champion"] == found["serving"] == "1" and target.serving == "1"
+    assert mlflow.aliases["champion"] == "1"
+    (stored,) = records.list_records(lake, MODEL)
+    assert stored["status"] == "rolled_back" and stored["reconciled_by"] == "drift monitor"
+    died_in = "rollback" if step.startswith("rollback") else step  # one intent for both halves
+    assert f"the deploy process died during the {died_in}" in stored["error"]
+    if smoke_fails:
+        assert stored["stage"] == "smoke test" and "12 rows differ" in stored["error"]
+    assert records.read_intent(lake, MODEL) is None
+    # Reconciled once is reconciled: the next look finds everything in place.
+    again = deploy.reconcile(MODEL, target=target, lake=lake)
+    assert again["status"] == "in_sync" and again["interrupted"] is None
+
+
+def test_a_deploy_killed_before_its_record_is_finished_not_undone(lake, mlflow, smoke_result):
+    target = FakeTarget(serving="1")
+    with pytest.raises(Killed):
+        run(target, lake, on_step=kill_at("record"))
+    found = deploy.reconcile(MODEL, target=target, lake=lake)
+    assert found["status"] == "repaired" and found["interrupted"]["action"] == "finished"
+    assert target.serving == "2" and mlflow.aliases["champion"] == "2"
+    (stored,) = records.list_records(lake, MODEL)
+    assert stored["status"] == "deployed" and stored["smoke"]["passed"]
+    assert "reconcile wrote this record" in stored["note"]
+
+
+@pytest.mark.parametrize("step", ["rollout", "smoke test"])
+def test_the_next_deploy_of_the_same_version_resumes_a_killed_one(lake, mlflow, smoke_result, step):
+    target = FakeTarget(serving="1")
+    with pytest.raises(Killed):
+        run(target, lake, on_step=kill_at(step))
+    record = run(target, lake)  # e.g. Airflow's retry of the task
+    assert record["status"] == "deployed" and record["previous"] == "1"
+    assert target.serving == "2" and aliases_of(mlflow) == {
+        "champion": "2",
+        "previous_champion": "1",
+    }
+    interrupted, deployed = records.list_records(lake, MODEL)
+    assert interrupted["status"] == "interrupted" and interrupted["stage"] == step
+    assert deployed == record and records.read_intent(lake, MODEL) is None
+
+
+def test_a_manual_deploy_killed_after_moving_the_alias_restores_both_aliases(
+    lake, mlflow, smoke_result
+):
+    target = FakeTarget(serving="2")
+    with pytest.raises(Killed):
+        run(target, lake, version="3", move_alias=True, on_step=kill_at("rollout"))
+    assert aliases_of(mlflow) == {"champion": "3", "previous_champion": "2"}
+    found = deploy.reconcile(MODEL, target=target, lake=lake)
+    assert found["status"] == "repaired" and target.serving == "2"
+    assert aliases_of(mlflow) == {"champion": "2", "previous_champion": "1"}
+
+
+def test_a_manual_deploy_killed_before_moving_the_alias_leaves_the_service_alone(
+    lake, mlflow, smoke_result
+):
+    target = FakeTarget(serving="2")
+    with pytest.raises(Killed):
+        run(target, lake, version="3", move_alias=True, on_step=kill_at("aliases"))
+    found = deploy.reconcile(MODEL, target=target, lake=lake)
+    assert found["status"] == "repaired" and target.serving == "2"
+    assert not any(call[0] in ("rollout", "rollback") for call in target.calls)
+    assert aliases_of(mlflow) == {"champion": "2", "previous_champion": "1"}
+
+
+def test_champion_and_service_disagreeing_for_no_known_reason_is_an_error(
+    lake, mlflow, smoke_result
+):
+    run(FakeTarget(serving="1"), lake)  # a deploy on record: v2 served
+    target = FakeTarget(serving="1")  # ... yet the service serves v1 (restarted by hand, say)
+    with pytest.raises(deploy.DeployError) as err:
+        deploy.reconcile(MODEL, target=target, lake=lake)
+    message = str(err.value)
+    assert "the champion of flights_late is version 2, but the fake service at " in message
+    assert "serves version 1, and no interrupted deploy explains it" in message
+    assert "trigger the `deploy` DAG with version=2" in message
+    assert "The last deployment record: version 2 deployed" in message
+    found = deploy.reconcile(MODEL, target=target, lake=lake, strict=False)
+    assert found["status"] == "mismatch" and found["champion"] == "2" and found["serving"] == "1"
+    assert target.serving == "1"  # reported, never "repaired" by guessing
+
+
+def test_an_interrupted_deploy_left_for_a_run_in_flight_is_not_touched(lake, mlflow, smoke_result):
+    target = FakeTarget(serving="1")
+    with pytest.raises(Killed):
+        run(target, lake, on_step=kill_at("smoke test"))
+    calls = list(target.calls)
+    found = deploy.reconcile(MODEL, target=target, lake=lake, repair=False)
+    assert found["status"] == "pending" and "died during the smoke test" in found["message"]
+    assert target.calls == calls and records.read_intent(lake, MODEL) is not None
+    assert run(target, lake)["status"] == "deployed"  # the retry takes it over
+
+
+def test_a_model_never_deployed_has_nothing_to_reconcile(lake, mlflow):
+    target = FakeTarget(serving="1")
+    found = deploy.reconcile(MODEL, target=target, lake=lake)
+    assert found["status"] == "never_deployed" and target.calls == []
 
 
 def test_record_keys_sort_by_time():
@@ -656,3 +833,30 @@ def test_version_without_a_split_cannot_be_smoke_tested(lake, monkeypatch):
     monkeypatch.setattr(registry, "client", lambda uri=None: fake)
     with pytest.raises(smoke.SmokeTestError, match=r"has no 'dslc\.split' tag"):
         smoke.smoke_test(MODEL, "2", lake=lake, endpoint="http://serving", rows=5)
+
+
+# -- the alias compare-and-swap ----------------------------------------------------------------
+
+
+def test_moving_the_champion_refuses_when_it_moved_since_the_caller_looked(mlflow):
+    with pytest.raises(registry.PromotionConflictError, match="a moment ago and now at 2"):
+        registry.move_champion(mlflow, MODEL, "3", expected="1")
+    assert mlflow.aliases == {"champion": "2", "previous_champion": "1"} and mlflow.calls == []
+
+
+def test_a_writer_moving_the_champion_right_after_this_one_is_reported(mlflow):
+    real_set = mlflow.set_registered_model_alias
+
+    def racing_set(name: str, alias: str, version: str) -> None:
+        real_set(name, alias, version)
+        if alias == "champion" and version == "3":
+            real_set(name, "champion", "1")  # another writer, a moment later
+
+    mlflow.set_registered_model_alias = racing_set  # type: ignore[method-assign]
+    with pytest.raises(registry.PromotionConflictError, match="moved to version 1 by another"):
+        registry.move_champion(mlflow, MODEL, "3", expected="2")
+
+
+def test_champion_moves_before_previous_champion(mlflow):
+    registry.move_champion(mlflow, MODEL, "3", expected="2")
+    assert mlflow.calls == [("set_alias", "champion", "3"), ("set_alias", "previous_champion", "2")]

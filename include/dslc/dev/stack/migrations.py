@@ -1,5 +1,6 @@
-"""The Airflow metadata DB's schema: ``airflow db migrate`` before the first start, and again
-only after an Airflow upgrade (a marker in AIRFLOW_HOME records the version it ran for)."""
+"""The Airflow metadata DB's schema and the pools the DAGs use: ``airflow db migrate`` and
+``airflow pools set`` before the first start, and again only after an Airflow upgrade or a change
+of the pools (a marker in AIRFLOW_HOME records what it ran for)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dslc.dev.stack.environment import airflow_env
 from dslc.dev.stack.errors import StackError
 from dslc.dev.stack.paths import airflow_home, executable, log_path
 from dslc.dev.stack.processes import print_tail
+from dslc.model.registry import PROMOTE_POOL
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,23 +33,22 @@ def _airflow_version() -> str:
         return metadata.version("apache-airflow")
 
 
-def migrate_if_needed(settings: Settings, console: Console) -> None:
-    """Run ``airflow db migrate`` once per DB and Airflow version."""
-    home = airflow_home(settings)
-    marker = _migration_marker(settings)
-    version = _airflow_version()
-    db = home / "airflow.db"
-    if db.exists() and marker.exists() and marker.read_text().strip() == version:
-        return
-    home.mkdir(parents=True, exist_ok=True)
+# Pools the DAGs' tasks name (a task in a missing pool is never scheduled): name -> (slots, why).
+POOLS = {
+    PROMOTE_POOL: (
+        1,
+        "promote, deploy and drift_monitor's reconcile: one at a time, as each moves the "
+        "champion alias or what is served",
+    ),
+}
+
+
+def _run(settings: Settings, console: Console, args: list[str], what: str) -> None:
     log = log_path(settings, "db-migrate")
     log.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        console.status("Migrating the Airflow metadata DB (first start only)..."),
-        log.open("ab") as out,
-    ):
+    with log.open("ab") as out:
         result = subprocess.run(
-            [executable("airflow"), "db", "migrate"],
+            [executable("airflow"), *args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -57,5 +58,21 @@ def migrate_if_needed(settings: Settings, console: Console) -> None:
         )
     if result.returncode != 0:
         print_tail(console, settings, "db-migrate")
-        raise StackError(f"`airflow db migrate` failed (exit {result.returncode}); see {log}")
+        raise StackError(f"`airflow {what}` failed (exit {result.returncode}); see {log}")
+
+
+def migrate_if_needed(settings: Settings, console: Console) -> None:
+    """Run ``airflow db migrate`` and create the pools, once per DB, Airflow version and pools."""
+    home = airflow_home(settings)
+    marker = _migration_marker(settings)
+    pools = " ".join(f"{name}:{slots}" for name, (slots, _) in sorted(POOLS.items()))
+    version = f"{_airflow_version()} pools={pools}"
+    db = home / "airflow.db"
+    if db.exists() and marker.exists() and marker.read_text().strip() == version:
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    with console.status("Migrating the Airflow metadata DB (first start only)..."):
+        _run(settings, console, ["db", "migrate"], "db migrate")
+        for name, (slots, why) in POOLS.items():
+            _run(settings, console, ["pools", "set", name, str(slots), why], f"pools set {name}")
     marker.write_text(version + "\n")
