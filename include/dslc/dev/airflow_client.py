@@ -298,6 +298,13 @@ class AirflowClient:
         )
         return data
 
+    def close_backfill(self, backfill_id: int) -> dict[str, Any]:
+        """``PUT /api/v2/backfills/{id}/cancel``: fail its queued runs, mark it completed."""
+        data: dict[str, Any] = self._json(
+            "PUT", f"/api/v2/backfills/{backfill_id}/cancel", f"close backfill {backfill_id}"
+        )
+        return data
+
     def list_dag_runs(
         self, dag_id: str, from_date: dt.datetime, to_date: dt.datetime
     ) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -219,22 +220,59 @@ def _requirements() -> list[str]:
 
 
 def save_model(pipeline: Pipeline, path: Path, input_example: pd.DataFrame) -> None:
-    """Save an MLflow sklearn model (skops, explicit requirements, signature, example)."""
+    """Save an MLflow sklearn model (skops, explicit requirements, signature, example).
+
+    Two costs of ``mlflow.sklearn.save_model`` are not paid (B5: MLflow's share of the train
+    step): the signature's output schema is inferred from a float array of the example's
+    length rather than from a prediction (``predict_proba[:, 1]`` is always a float64 vector),
+    and MLflow's re-load of the skops file it just wrote is skipped
+    (:func:`_skops_reload_skipped`): that re-load only checks the types against the list the
+    artifact carries, while ``evaluate`` loads the logged model with *our* list right after.
+    """
     import mlflow.sklearn
+    import numpy as np
     from mlflow.models import infer_signature
 
     from dslc.model.spec import trusted_types
 
-    signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
-    mlflow.sklearn.save_model(
-        pipeline,
-        str(path),
-        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-        skops_trusted_types=trusted_types(),
-        signature=signature,
-        input_example=input_example,
-        pip_requirements=_requirements(),
-    )
+    signature = infer_signature(input_example, np.zeros(len(input_example), dtype=np.float64))
+    with _skops_reload_skipped():
+        mlflow.sklearn.save_model(
+            pipeline,
+            str(path),
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=trusted_types(),
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=_requirements(),
+        )
+
+
+_SKOPS_PATCH = threading.Lock()
+
+
+@contextlib.contextmanager
+def _skops_reload_skipped() -> Iterator[None]:
+    """While saving, ``skops.io.load`` (which ``mlflow.sklearn`` calls right after
+    ``skops.io.dump``, only to check the trusted types) does nothing.
+
+    Scoped to one ``save_model`` call under a lock; the task process that saves a model loads
+    none meanwhile. Every load of ours goes through :func:`load_local_model`, which checks the
+    types against the use case's list, so no check is lost: a model that needs a type we do not
+    trust still fails, in ``evaluate``, before it can be registered.
+    """
+    import skops.io
+
+    def _no_reload(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    with _SKOPS_PATCH:
+        real = skops.io.load
+        skops.io.load = _no_reload
+        try:
+            yield
+        finally:
+            skops.io.load = real
 
 
 def log_training_run(

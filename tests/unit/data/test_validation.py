@@ -238,3 +238,27 @@ def test_import_is_light() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_column_frames_give_the_same_report_as_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large frames run each column's map checks on that column alone (B6); the report, the
+    failures with their counts and examples, and the merged GX result must not change."""
+    import pandas as pd
+
+    from dslc.data import validation
+
+    df = flights()
+    df.loc[df.index[:4], "hour"] = 24
+    df.loc[df.index[[1, 2, 3]], "dest"] = "XXX"
+    df.loc[df.index[5], "carrier"] = None
+    df = _landed(pd.concat([df, df.iloc[[10, 20]]]))
+    one_run = validate(df, FLIGHTS, ds=DS)
+    monkeypatch.setattr(validation, "SPLIT_ROWS", 0)
+    assert len(validation._groups(df, FLIGHTS, frozenset())) > 1
+    split = validate(df, FLIGHTS, ds=DS)
+    assert split.to_dict() == one_run.to_dict()
+    assert len(split.failures) == 4
+    checks = [r.expectation_config.meta["check"] for r in split.gx_result.results]
+    assert checks == [r.expectation_config.meta["check"] for r in one_run.gx_result.results]
+    assert split.gx_result.statistics == one_run.gx_result.statistics
+    assert split.gx_result.success is False

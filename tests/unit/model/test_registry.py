@@ -119,3 +119,32 @@ def test_comparison_table_puts_challenger_and_champion_side_by_side():
     assert "| slice | metric | challenger | champion v4 |" in md
     assert "| overall | roc_auc | 0.7000 | 0.6500 |" in md
     assert "| origin=EWR | roc_auc | 0.7000 | - |" in md
+
+
+def test_saved_signature_is_the_one_a_prediction_would_give(tmp_path: Path, pipeline_and_example):
+    """save_model infers the output schema without predicting: it must be the same schema."""
+    from mlflow.models import Model, infer_signature
+
+    pipe, example = pipeline_and_example
+    registry.save_model(pipe, tmp_path / "model", example)
+    saved = Model.load(str(tmp_path / "model")).signature
+    assert saved == infer_signature(example, pipe.predict_proba(example)[:, 1])
+
+
+def test_skops_load_is_only_skipped_while_saving(tmp_path: Path, pipeline_and_example, monkeypatch):
+    """MLflow's re-load of the dump is skipped inside save_model, and skops.io.load is itself
+    again afterwards, also when the save fails."""
+    import skops.io
+
+    real = skops.io.load
+    pipe, example = pipeline_and_example
+    registry.save_model(pipe, tmp_path / "model", example)
+    assert skops.io.load is real
+
+    def broken(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(skops.io, "dump", broken)
+    with pytest.raises(Exception, match="could not be serialized"):
+        registry.save_model(pipe, tmp_path / "again", example)
+    assert skops.io.load is real
