@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     mlflow_host: str = "127.0.0.1"
     mlflow_port: int = 5000
     mlflow_tracking_uri: str | None = None
+    mlflow_username: str = Field(
+        default="admin", min_length=1, description="MLflow basic-auth user (the stack's admin)."
+    )
+    mlflow_password: SecretStr | None = Field(
+        default=None,
+        description="MLflow basic-auth password (default: the embedded stack's generated secret; "
+        "MLflow takes it as the admin's only when it first creates its auth DB).",
+    )
 
     landing_poke_seconds: int = Field(default=30, ge=1)
     landing_timeout_seconds: int = Field(
