@@ -26,6 +26,7 @@ from dslc.dev.stack.secrets import (
     airflow_secrets,
     mlflow_auth_config,
     mlflow_credentials,
+    mlflow_flask_secret,
     serving_token,
 )
 from dslc.settings import get_settings
@@ -47,6 +48,7 @@ SENSITIVE_NAMES = (
     "DSLC_AIRFLOW_PASSWORD",
     "AIRFLOW__API__SECRET_KEY",
     "AIRFLOW__API_AUTH__JWT_SECRET",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
 )
 
 
@@ -218,6 +220,7 @@ def mlflow_env(settings: Settings | None = None) -> dict[str, str]:
     env = _base_env(settings)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     env["MLFLOW_AUTH_CONFIG_PATH"] = str(mlflow_auth_config(settings))
+    env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = mlflow_flask_secret(settings)
     # The server logs itself in to nothing; the admin password is in the config only.
     for key in (
         "TRACKING_USERNAME",

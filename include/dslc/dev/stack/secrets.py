@@ -52,15 +52,14 @@ def airflow_secrets(settings: Settings) -> dict[str, str]:
 def _generated(settings: Settings, name: str, key: str) -> str:
     """``key`` of ``<state>/secrets/<name>.json``, generated (and stored, 0600) the first time."""
     path = settings.state_dir / "secrets" / f"{name}.json"
-    if path.exists():
-        data: dict[str, str] = json.loads(path.read_text())
-        if data.get(key):
-            return data[key]
-    value = secrets.token_urlsafe(32)
+    data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if data.get(key):
+        return data[key]
+    data[key] = secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    _write_private(path, json.dumps({key: value}))
-    return value
+    _write_private(path, json.dumps(data))
+    return data[key]
 
 
 def serving_token(settings: Settings | None = None) -> str:
@@ -80,6 +79,11 @@ def mlflow_credentials(settings: Settings | None = None) -> tuple[str, str]:
     else:
         password = _generated(settings, "mlflow", "password")
     return settings.mlflow_username, password
+
+
+def mlflow_flask_secret(settings: Settings) -> str:
+    """The key MLflow's auth app signs its CSRF tokens with, generated once per state dir."""
+    return _generated(settings, "mlflow", "flask_secret_key")
 
 
 def mlflow_auth_config(settings: Settings | None = None) -> Path:
