@@ -77,9 +77,9 @@ def dslc_env(**overrides: str | None) -> Iterator[None]:
 def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> Iterator[Settings]:
     """The real embedded stack on free ports with its own DSLC_HOME; stopped and removed after.
 
-MLflow clients of this process log in to the stack's MLflow inside the block.
+    MLflow clients of this process log in to the stack's MLflow inside the block.
 
-    Set DSLC_E2E_KEEP=1 to keep the state dir (logs) for a post-mortem.
+        Set DSLC_E2E_KEEP=1 to keep the state dir (logs) for a post-mortem.
     """
     from dslc.dev import stack
     from dslc.settings import get_settings
