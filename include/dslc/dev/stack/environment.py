@@ -29,7 +29,7 @@ from dslc.dev.stack.secrets import (
     mlflow_flask_secret,
     serving_token,
 )
-from dslc.settings import get_settings
+from dslc.settings import SECRET_ENV_NAMES, get_settings
 
 if TYPE_CHECKING:
     from dslc.settings import Settings
@@ -39,17 +39,6 @@ SIMPLE_AUTH_MANAGER = (
 )
 # The start order.
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "serving")
-# Names whose values Airflow's secrets masker hides (added to its defaults, which already
-# cover names containing "password", "secret" or "token"): the variables carrying our secrets.
-SENSITIVE_NAMES = (
-    "MLFLOW_TRACKING_PASSWORD",
-    "DSLC_MLFLOW_PASSWORD",
-    "DSLC_SERVING_ADMIN_TOKEN",
-    "DSLC_AIRFLOW_PASSWORD",
-    "AIRFLOW__API__SECRET_KEY",
-    "AIRFLOW__API_AUTH__JWT_SECRET",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-)
 
 
 def mlflow_client_env(settings: Settings) -> dict[str, str]:
@@ -134,8 +123,9 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+            # Added to Airflow's defaults (names containing password, secret, token...).
             "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": ",".join(
-                name.lower() for name in SENSITIVE_NAMES
+                name.lower() for name in SECRET_ENV_NAMES
             ),
             # The deploy task tells the serving process to load a version.
             "DSLC_SERVING_ADMIN_TOKEN": serving_token(settings),
