@@ -124,9 +124,12 @@ class ReferenceServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 180) -> ReferenceServer:
-        from dslc.dev.stack import mlflow_env
+        from tests.integration.mlflow_server import login_env
 
-        env = mlflow_env()
+        # A model server, not a tracking server: it logs in to MLflow to load the model.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_")}
+        env.update(login_env())
+        env["NO_PROXY"] = ",".join(filter(None, [env.get("NO_PROXY"), "127.0.0.1,localhost"]))
         env["MLFLOW_TRACKING_URI"] = self.tracking_uri
         # MLflow 3.17 refuses skops models without it; only this process gets it.
         env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"

@@ -77,7 +77,9 @@ def dslc_env(**overrides: str | None) -> Iterator[None]:
 def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> Iterator[Settings]:
     """The real embedded stack on free ports with its own DSLC_HOME; stopped and removed after.
 
-    Set DSLC_E2E_KEEP=1 to keep the state dir (logs) for a post-mortem.
+    MLflow clients of this process log in to the stack's MLflow inside the block.
+
+        Set DSLC_E2E_KEEP=1 to keep the state dir (logs) for a post-mortem.
     """
     from dslc.dev import stack
     from dslc.settings import get_settings
@@ -97,10 +99,16 @@ def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> I
         DSLC_SERVING_URL=None,  # the stack's own serving process
         DSLC_LAKE_URL=None,  # the stack's default lake: <home>/lake
         DSLC_AIRFLOW_PASSWORD=None,  # use the password the stack generates
+        DSLC_MLFLOW_USERNAME=None,  # the stack's generated MLflow login, not a test server's
+        DSLC_MLFLOW_PASSWORD=None,
+        MLFLOW_TRACKING_USERNAME=None,  # set below to the stack's, restored on the way out
+        MLFLOW_TRACKING_PASSWORD=None,
     ):
         settings = get_settings()
         try:
             stack.up(timeout=up_timeout, settings=settings)
+            # MLflow clients of the test process (and what it starts) log in to this stack.
+            stack.use_mlflow_credentials(settings)
             yield settings
         finally:
             stack.down(settings=settings)

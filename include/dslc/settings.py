@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     mlflow_host: str = "127.0.0.1"
     mlflow_port: int = 5000
     mlflow_tracking_uri: str | None = None
+    mlflow_username: str = Field(
+        default="admin", min_length=1, description="MLflow basic-auth user (the stack's admin)."
+    )
+    mlflow_password: SecretStr | None = Field(
+        default=None,
+        description="MLflow basic-auth password (default: the embedded stack's generated secret; "
+        "MLflow takes it as the admin's only when it first creates its auth DB).",
+    )
 
     landing_poke_seconds: int = Field(default=30, ge=1)
     landing_timeout_seconds: int = Field(
@@ -209,6 +217,19 @@ class Settings(BaseSettings):
     def mlflow_url(self) -> str:
         return self.mlflow_tracking_uri or f"http://{self.mlflow_host}:{self.mlflow_port}"
 
+
+# The environment variables that carry secrets into the stack's processes. Airflow masks their
+# names (`[core] sensitive_var_conn_names`) and, in task processes, their values (the
+# dslc_masking plugin), so none of them shows up in a log or a rendered template.
+SECRET_ENV_NAMES = (
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "DSLC_MLFLOW_PASSWORD",
+    "DSLC_SERVING_ADMIN_TOKEN",
+    "DSLC_AIRFLOW_PASSWORD",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+)
 
 # Airflow's `[database] sql_alchemy_connect_args` for the embedded SQLite DB: wait up to 60 s
 # for the write lock instead of SQLite's default 5 s, so the API's writes (e.g. creating a

@@ -88,6 +88,21 @@ def test_mlflow_is_healthy(e2e_stack: Settings) -> None:
     assert resp.text.strip() == "OK"
 
 
+def test_mlflow_needs_the_stack_login(e2e_stack: Settings) -> None:
+    url = f"http://{e2e_stack.mlflow_host}:{e2e_stack.mlflow_port}"
+    search = f"{url}/api/2.0/mlflow/registered-models/search"
+    user, password = stack.mlflow_credentials(e2e_stack)
+    with http() as client:
+        assert client.get(search).status_code == 401
+        assert client.get(search, auth=("admin", "password1234")).status_code == 401
+        assert client.get(search, auth=(user, password)).status_code == 200
+    for path in (
+        e2e_stack.state_dir / "secrets" / "mlflow.json",
+        e2e_stack.state_dir / "mlflow" / "basic_auth.ini",
+    ):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+
+
 def test_status_is_zero_when_healthy(e2e_stack: Settings) -> None:
     assert stack.status(e2e_stack) == 0
 

@@ -4,7 +4,8 @@ Three weeks of January train the first champion (deployed behind the serving API
 days of June are replayed, scored through /predict and monitored by `drift_monitor`, whose
 drift verdict triggers `train`. Everything is checked through the services' own APIs: the
 drift-triggered run exists and its conf names a drift report that exists in the lake, and the
-version the serving API answers with is the registry's champion.
+version the serving API answers with is the registry's champion. Last, none of the stack's
+generated secrets is in any log, rendered template, DAG run or XCom.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
+from dslc.dev import stack
 from dslc.dev.airflow_client import AirflowClient
 from dslc.lake import get_lake
 from dslc.model import registry
 from dslc.settings import Settings
+from tests.e2e import secret_scan
 from tests.support import dslc_env, ephemeral_stack
 
 pytestmark = pytest.mark.e2e
@@ -97,3 +101,53 @@ def test_the_served_version_is_the_champion(
     lake = get_lake(settings.lake)
     days = lake.ls("predictions", settings.model_name)
     assert {f"ds=2013-06-0{i}" for i in range(1, 5)} <= {d.rsplit("/", 1)[-1] for d in days}
+
+
+def test_no_secret_in_any_log_template_or_xcom(
+    story: tuple[Settings, subprocess.CompletedProcess[str]],
+) -> None:
+    """After the whole story: no generated secret in a service log, a task log, a rendered
+    template, a DAG run or an XCom; and the same scan finds one planted in a log or an XCom."""
+    settings, _ = story
+    wanted = secret_scan.stack_secrets(settings)
+    files = secret_scan.log_files(settings)
+    with AirflowClient.from_settings(settings) as client:
+        client.login()
+        api = list(secret_scan.api_texts(client))
+        # The scan reads what it must: every service's log, the story's task logs, XComs and
+        # rendered templates.
+        assert {f"{name}.log" for name in stack.SERVICES} <= {p.name for p in files}
+        assert any("dag_id=train" in str(p) for p in files), files[:20]
+        assert any(where.startswith("xcom train/") for where, _ in api)
+        assert any("'rendered_fields': {" in text for where, text in api if "train/" in where)
+
+        assert secret_scan.find([*secret_scan.file_texts(files), *api], wanted) == []
+
+        # Negative controls: a secret planted in a service log and in an XCom is found.
+        leak = stack.log_path(settings, "leak-control")
+        leak.write_text(f"oops {wanted['MLflow password']}\n")
+        xcom = next(where for where, _ in api if where.startswith("xcom train/"))
+        dag_id, run_id, task_id, _key = xcom.removeprefix("xcom ").split("/", 3)
+        xcoms = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+            "/xcomEntries"
+        )
+        planted = client.request(
+            "POST", xcoms, json={"key": "leak_control", "value": wanted["serving admin token"]}
+        )
+        assert planted.status_code == 201, planted.text
+        try:
+            found = secret_scan.find(
+                [
+                    *secret_scan.file_texts(secret_scan.log_files(settings)),
+                    *secret_scan.api_texts(client),
+                ],
+                wanted,
+            )
+        finally:
+            leak.unlink()
+            client.request("DELETE", f"{xcoms}/leak_control")
+    assert sorted(found) == [
+        (str(leak), "MLflow password"),
+        (f"xcom {dag_id}/{run_id}/{task_id}/leak_control", "serving admin token"),
+    ]

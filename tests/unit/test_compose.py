@@ -94,3 +94,24 @@ def test_every_third_party_image_is_pinned() -> None:
 def test_the_pin_check_catches_latest_and_untagged_images() -> None:
     services = {"a": {"image": "minio/mc:latest"}, "b": {"image": "redis"}, "c": {"build": "."}}
     assert floating_images(services) == ["a: minio/mc:latest", "b: redis"]
+
+
+def test_mlflow_needs_a_login_everywhere() -> None:
+    from dslc.settings import SECRET_ENV_NAMES
+
+    services = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["services"]
+    mlflow = services["mlflow"]
+    script = " ".join(mlflow["command"])
+    assert "--app-name basic-auth" in script
+    assert "admin_password = %s" in script  # from the environment, never the file
+    assert mlflow["environment"]["MLFLOW_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    clients = [
+        n for n, svc in services.items() if "DSLC_MLFLOW_TRACKING_URI" in svc.get("environment", {})
+    ]
+    assert {"airflow-worker", "serving"} <= set(clients)
+    for name in clients:
+        env = services[name]["environment"]
+        assert env["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD"), name
+    worker = services["airflow-worker"]["environment"]
+    masked = worker["AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES"].split(",")
+    assert masked == [name.lower() for name in SECRET_ENV_NAMES]

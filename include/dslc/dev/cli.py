@@ -117,7 +117,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the model-serving API in the foreground (POST /predict, /ready, /metrics, /docs)."""
+    from dslc.dev.stack import use_mlflow_credentials
     from dslc.serving.__main__ import main as serving_main
+
+    use_mlflow_credentials()  # the model is loaded from the stack's MLflow
 
     argv = ["--log-level", log_level]
     for flag, value in (("--model", model), ("--host", host), ("--port", port)):

@@ -5,7 +5,8 @@ One module per concern; the names callers use are re-exported here (``stack.up()
 
 * :mod:`~dslc.dev.stack.lifecycle`: ``up``, ``down``, ``status``;
 * :mod:`~dslc.dev.stack.environment`: each service's command line, environment and address;
-* :mod:`~dslc.dev.stack.secrets`: generated secrets, the admin password, the serving token;
+* :mod:`~dslc.dev.stack.secrets`: generated secrets, the admin password, the serving token,
+  MLflow's credentials and basic-auth config;
 * :mod:`~dslc.dev.stack.processes`: pid records, process groups, log tails;
 * :mod:`~dslc.dev.stack.health`: health probes, the wait until healthy, port checks;
 * :mod:`~dslc.dev.stack.migrations`: ``airflow db migrate`` when needed;
@@ -21,13 +22,14 @@ from dslc.dev.stack.environment import (
     airflow_env,
     mlflow_env,
     serving_env,
+    use_mlflow_credentials,
 )
 from dslc.dev.stack.errors import StackError
 from dslc.dev.stack.health import probe, wait_until
 from dslc.dev.stack.lifecycle import STOP_GRACE_SECONDS, STOP_ORDER, down, status, up
 from dslc.dev.stack.paths import SIMPLE_AUTH_FILE_NAME, airflow_home, log_path, password_file
 from dslc.dev.stack.processes import LOG_TAIL_LINES, ProcessRecord, is_alive, running, tail
-from dslc.dev.stack.secrets import admin_password, serving_token
+from dslc.dev.stack.secrets import admin_password, mlflow_credentials, serving_token
 
 __all__ = [
     "LOG_TAIL_LINES",
@@ -45,6 +47,7 @@ __all__ = [
     "down",
     "is_alive",
     "log_path",
+    "mlflow_credentials",
     "mlflow_env",
     "password_file",
     "probe",
@@ -55,5 +58,6 @@ __all__ = [
     "status",
     "tail",
     "up",
+    "use_mlflow_credentials",
     "wait_until",
 ]

@@ -7,6 +7,11 @@ SQLite metadata DB and LocalExecutor under ``<state>/airflow``, the repo's ``dag
 ``AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False`` so new DAGs run without a click in the UI.
 Every service gets the ``DSLC_*`` settings of this stack, so tasks see the same lake and ports.
 
+MLflow runs its ``basic-auth`` app: every request needs the stack's MLflow user and password
+(:func:`~dslc.dev.stack.secrets.mlflow_credentials`), which every other service, and the CLI
+process itself (:func:`use_mlflow_credentials`), gets as ``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD``, the variables MLflow's client reads.
+
 The serving process starts on the current ``champion`` version (resolved and pinned at start)
 or on no model, until a deploy loads one.
 """
@@ -17,8 +22,14 @@ import os
 from typing import TYPE_CHECKING
 
 from dslc.dev.stack.paths import airflow_home, bin_dir, executable, password_file
-from dslc.dev.stack.secrets import airflow_secrets, serving_token
-from dslc.settings import get_settings
+from dslc.dev.stack.secrets import (
+    airflow_secrets,
+    mlflow_auth_config,
+    mlflow_credentials,
+    mlflow_flask_secret,
+    serving_token,
+)
+from dslc.settings import SECRET_ENV_NAMES, get_settings
 
 if TYPE_CHECKING:
     from dslc.settings import Settings
@@ -28,6 +39,23 @@ SIMPLE_AUTH_MANAGER = (
 )
 # The start order.
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "serving")
+
+
+def mlflow_client_env(settings: Settings) -> dict[str, str]:
+    """``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` for the stack's MLflow.
+
+    Empty for an MLflow elsewhere (DSLC_MLFLOW_TRACKING_URI) without DSLC_MLFLOW_PASSWORD: its
+    credentials are then whatever the environment already has.
+    """
+    if settings.mlflow_tracking_uri is not None and settings.mlflow_password is None:
+        return {}
+    username, password = mlflow_credentials(settings)
+    return {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}
+
+
+def use_mlflow_credentials(settings: Settings | None = None) -> None:
+    """Log this process's MLflow client in to the stack's MLflow (MLflow reads only the env)."""
+    os.environ.update(mlflow_client_env(settings or get_settings()))
 
 
 def _base_env(settings: Settings) -> dict[str, str]:
@@ -55,6 +83,7 @@ def _base_env(settings: Settings) -> dict[str, str]:
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
     )
+    env.update(mlflow_client_env(settings))
     return env
 
 
@@ -94,6 +123,10 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+            # Added to Airflow's defaults (names containing password, secret, token...).
+            "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": ",".join(
+                name.lower() for name in SECRET_ENV_NAMES
+            ),
             # The deploy task tells the serving process to load a version.
             "DSLC_SERVING_ADMIN_TOKEN": serving_token(settings),
         }
@@ -119,6 +152,9 @@ def command(settings: Settings, name: str) -> list[str]:
             str(root / "artifacts"),
             "--workers",
             "1",
+            # Every request needs a login (config: MLFLOW_AUTH_CONFIG_PATH, see mlflow_env).
+            "--app-name",
+            "basic-auth",
         ]
     if name == "api-server":
         host, port = settings.airflow_host, str(settings.airflow_port)
@@ -145,6 +181,7 @@ def _serving_model(settings: Settings) -> str:
     """The champion's version, pinned (``models:/<name>/<v>``), or ``none`` if there is none."""
     from dslc.model import registry
 
+    use_mlflow_credentials(settings)
     try:
         c = registry.client(settings.mlflow_url)
         mv = registry.get_alias(c, settings.model_name, registry.CHAMPION)
@@ -164,13 +201,24 @@ def serving_env(settings: Settings | None = None) -> dict[str, str]:
 
 
 def mlflow_env(settings: Settings | None = None) -> dict[str, str]:
-    """The environment of the MLflow server.
+    """The environment of the MLflow server, with its basic-auth config written (0600).
 
     MLflow's server-side job runner (a huey consumer for GenAI jobs) is switched off: this
     project does not use it, it slows the start and does not stop promptly on SIGTERM.
     """
-    env = _base_env(settings or get_settings())
+    settings = settings or get_settings()
+    env = _base_env(settings)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env["MLFLOW_AUTH_CONFIG_PATH"] = str(mlflow_auth_config(settings))
+    env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = mlflow_flask_secret(settings)
+    # The server logs itself in to nothing; the admin password is in the config only.
+    for key in (
+        "TRACKING_USERNAME",
+        "TRACKING_PASSWORD",
+        "AUTH_ADMIN_USERNAME",
+        "AUTH_ADMIN_PASSWORD",
+    ):
+        env.pop(f"MLFLOW_{key}", None)
     return env
 
 

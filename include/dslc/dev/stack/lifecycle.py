@@ -24,7 +24,12 @@ from dslc.dev.stack.processes import (
     spawn,
     stop_groups,
 )
-from dslc.dev.stack.secrets import admin_password, airflow_secrets, seed_password
+from dslc.dev.stack.secrets import (
+    admin_password,
+    airflow_secrets,
+    mlflow_credentials,
+    seed_password,
+)
 from dslc.settings import get_settings
 
 if TYPE_CHECKING:
@@ -71,6 +76,7 @@ def _up(timeout: float, settings: Settings) -> None:
     check_ports(settings, missing)
     seed_password(settings)
     airflow_secrets(settings)
+    mlflow_credentials(settings)
     if any(name != "mlflow" for name in missing):
         migrate_if_needed(settings, console)
     started = {}
@@ -105,6 +111,16 @@ def _print_access(console: Console, settings: Settings) -> None:
     console.print(
         f"  Airflow login  user [bold]{settings.airflow_username}[/bold]  "
         f"password [bold]{escape(admin_password(settings))}[/bold]  (from {escape(source)})",
+    )
+    user, password = mlflow_credentials(settings)
+    source = (
+        "DSLC_MLFLOW_PASSWORD"
+        if settings.mlflow_password is not None
+        else str(settings.state_dir / "secrets" / "mlflow.json")
+    )
+    console.print(
+        f"  MLflow login   user [bold]{escape(user)}[/bold]  "
+        f"password [bold]{escape(password)}[/bold]  (from {escape(source)})",
     )
     console.print(f"  Logs         {logs_dir(settings)}")
     console.print(
