@@ -61,6 +61,7 @@ def test_auth_config_reads_back_as_written_by_mlflow(
     assert config.database_uri == f"sqlite:///{tmp_path / 'mlflow' / 'basic_auth.db'}"
     assert config.default_permission == "READ"
     assert config.authorization_function == secrets.MLFLOW_AUTH_FUNCTION
+    assert config.auth_cache_ttl_seconds == secrets.MLFLOW_AUTH_CACHE_SECONDS > 0
 
 
 @pytest.mark.parametrize(
