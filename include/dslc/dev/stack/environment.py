@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 SIMPLE_AUTH_MANAGER = (
     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 )
+SCHEDULER_IDLE_SLEEP = "0.5"
 # The start order.
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "serving")
 
@@ -114,6 +115,9 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
             "AIRFLOW__CORE__PARALLELISM": "4",
+            # The scheduler sleeps this long when a loop found nothing to do (default 1 s):
+            # it is most of the gap between one task's end and the next one's start.
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": SCHEDULER_IDLE_SLEEP,
             "AIRFLOW__API__HOST": settings.airflow_host,
             "AIRFLOW__API__PORT": str(settings.airflow_port),
             "AIRFLOW__API__WORKERS": "1",
