@@ -31,7 +31,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from dslc.deploy.recovery import Step, reconcile
+from dslc.deploy.recovery import Step, no_step, reconcile
 from dslc.deploy.target import DeployError, Target
 
 if TYPE_CHECKING:
@@ -46,10 +46,6 @@ __all__ = ["DeployError", "Target", "deploy", "reconcile"]
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _no_step(step: str) -> None:
-    pass
 
 
 def _plan_aliases(
@@ -100,7 +96,7 @@ def deploy(
     move_alias: bool = False,
     smoke_rows: int | None = None,
     tracking_uri: str | None = None,
-    on_step: Step = _no_step,
+    on_step: Step = no_step,
 ) -> dict[str, Any]:
     """Deploy ``model_name`` version ``version`` to ``target``; returns the deployment record.
 

@@ -42,8 +42,8 @@ ROLLBACK_ALIAS = "rollback alias"  # the service is back; restoring champion nex
 Step = Callable[[str], None]
 
 
-def _no_step(step: str) -> None:
-    pass
+def no_step(step: str) -> None:
+    """The default ``on_step``: nothing happens between steps (tests pass a killer)."""
 
 
 def rollback(
@@ -56,7 +56,7 @@ def rollback(
     alias_previous: str | None,
     restore: dict[str, str | None],
     service: bool = True,
-    on_step: Step = _no_step,
+    on_step: Step = no_step,
 ) -> dict[str, Any]:
     """Roll the target and the alias back; each half is attempted even if the other fails.
 
@@ -216,7 +216,7 @@ def reconcile(
     resume: str | None = None,
     repair: bool = True,
     tracking_uri: str | None = None,
-    on_step: Step = _no_step,
+    on_step: Step = no_step,
 ) -> dict[str, Any]:
     """Repair what a killed deploy of ``model_name`` left behind, then check that ``target``
     serves the ``champion``; returns what was found and done (``status``, ``champion``,
