@@ -643,6 +643,7 @@ def log_to_mlflow(
             order_by=["attributes.start_time ASC"],
             max_results=1,
         )
+        finished = bool(found) and found[0].info.status == "FINISHED"
         if found:
             run_id = found[0].info.run_id
         else:
@@ -669,6 +670,8 @@ def log_to_mlflow(
                 ("dslc.drift.last_verdict", verdict),
                 ("dslc.drift.run_id", run_id),
             ):
-                c.set_model_version_tag(name, version, key, value)
-        c.set_terminated(run_id, "FINISHED")
+                if mv.tags.get(key) != value:  # one request per tag: only the changed ones
+                    c.set_model_version_tag(name, version, key, value)
+        if not finished:
+            c.set_terminated(run_id, "FINISHED")
     return {"run_id": run_id, "experiment_id": exp, "tracking_uri": uri}
