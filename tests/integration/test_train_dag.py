@@ -256,6 +256,40 @@ def test_worker_killed_during_train_then_retry_gives_one_run_and_one_version(
     assert [v.version for v in versions] == ["1"] or [int(v.version) for v in versions] == [1]
 
 
+def test_fit_that_fails_marks_its_mlflow_run_failed_and_the_retry_finishes_it(
+    train_env, feature_lake: Lake, mlflow_server, monkeypatch
+):
+    """The MLflow run opens while the model fits: a fit that raises leaves it FAILED (not
+    RUNNING forever), with the params but no model; the retry resumes that same run."""
+    dag_run_id = f"manual__fit_fails_{uuid.uuid4().hex[:6]}"
+    assembled = _assemble(feature_lake, dag_run_id)
+    real_fit = training.fit
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise MemoryError("the fit ran out of memory")
+
+    monkeypatch.setattr(training, "fit", broken)
+    with pytest.raises(MemoryError, match="out of memory"):
+        _train(feature_lake, assembled, dag_run_id)
+    c = client(mlflow_server)
+    exps = [e.experiment_id for e in c.search_experiments()]
+    flt = f"tags.`dslc.dag_run_id` = '{dag_run_id}'"
+    (failed,) = c.search_runs(exps, filter_string=flt)
+    assert failed.info.status == "FAILED"
+    assert failed.data.params["window_days"] and "dslc.model_logged" not in failed.data.tags
+    assert not [a.path for a in c.list_artifacts(failed.info.run_id, "model")]
+
+    monkeypatch.setattr(training, "fit", real_fit)
+    done = _train(feature_lake, assembled, dag_run_id)
+    assert done["run_id"] == failed.info.run_id and not done["reused"]
+    run_ = c.get_run(done["run_id"])
+    assert run_.info.status == "FINISHED" and run_.data.tags["dslc.model_logged"] == "true"
+    assert "valid_roc_auc" in run_.data.metrics
+    files = {a.path for a in c.list_artifacts(done["run_id"], "model")}
+    assert {"model/MLmodel", "model/model.skops", "model/requirements.txt"} <= files
+    assert registry.load_run_model(done["run_id"], mlflow_server.url) is not None
+
+
 @pytest.fixture(scope="module")
 def two_runs(feature_lake: Lake, mlflow_server):
     """Two trained MLflow runs (different DAG run ids), not yet registered anywhere."""

@@ -17,6 +17,7 @@ Rules kept here so nothing else needs to know them:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -65,6 +66,8 @@ _MLFLOW_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
 }
+# Requests to MLflow in flight at once while logging a model (its files upload side by side).
+UPLOAD_THREADS = 4
 # The runtime the model needs; pinned to what trained it (inferring this costs 10-20 s).
 _MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
 
@@ -275,23 +278,22 @@ def _skops_reload_skipped() -> Iterator[None]:
             skops.io.load = real
 
 
-def log_training_run(
+def open_training_run(
     *,
     dag_run_id: str,
-    pipeline: Pipeline,
     params: dict[str, Any],
-    metrics: dict[str, float],
     split: dict[str, Any],
-    input_example: pd.DataFrame,
     lineage: dict[str, str],
     tracking_uri: str | None = None,
 ) -> Logged:
-    """Log params, metrics, split and model to the DAG run's MLflow run (reused on retry)."""
+    """Find or create the DAG run's MLflow run and log what is known before the fit: params,
+    lineage and window tags, ``split.json``. ``reused``: that run already holds its model
+    (a retry after the model was logged), so there is nothing left to log."""
     from dslc.settings import get_settings
 
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
-    with reporting(uri, "log the training run"):
+    with reporting(uri, "start the training run"):
         exp = experiment_id(c, get_settings().mlflow_experiment)
         run = find_run(c, exp, dag_run_id)
         if run is not None and run.data.tags.get(TAG_MODEL_LOGGED) == "true":
@@ -313,15 +315,59 @@ def log_training_run(
             "dslc.missing_days": ",".join(split["missing_days"]) or "none",
             "dslc.partitions": _partitions_tag(split),
         }
-        _batch(c, run_id, metrics=metrics, params=params, tags=tags)
-        c.log_dict(run_id, split, "split.json")
-        with tempfile.TemporaryDirectory(prefix="dslc-model-") as tmp:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            sent = pool.submit(c.log_dict, run_id, split, "split.json")
+            _batch(c, run_id, params=params, tags=tags)
+            sent.result()
+    return {"run_id": run_id, "reused": False, "tracking_uri": uri}
+
+
+def log_model(
+    opened: Logged, *, pipeline: Pipeline, metrics: dict[str, float], input_example: pd.DataFrame
+) -> Logged:
+    """Save the fitted model into the run :func:`open_training_run` opened (its files upload
+    side by side), then log the metrics with the ``dslc.model_logged`` tag, which marks the
+    model complete, and finish the run. Nothing to do for a reused run."""
+    if opened["reused"]:
+        return opened
+    uri, run_id = opened["tracking_uri"], opened["run_id"]
+    c = client(uri)
+    with reporting(uri, "log the trained model"):
+        with (
+            concurrent.futures.ThreadPoolExecutor(UPLOAD_THREADS) as pool,
+            tempfile.TemporaryDirectory(prefix="dslc-model-") as tmp,
+        ):
             path = Path(tmp) / MODEL_PATH
             save_model(pipeline, path, input_example)
-            c.log_artifacts(run_id, str(path), MODEL_PATH)
-        c.set_tag(run_id, TAG_MODEL_LOGGED, "true")
+            sent = [
+                pool.submit(c.log_artifact, run_id, str(file), where)
+                for file, where in _artifact_files(path, MODEL_PATH)
+            ]
+            for future in sent:  # every file must land (the first error raises)
+                future.result()
+        # Only now, with every file uploaded: the tag tells a retry the model is complete.
+        _batch(c, run_id, metrics=metrics, tags={TAG_MODEL_LOGGED: "true"})
         c.set_terminated(run_id, "FINISHED")
-    return {"run_id": run_id, "reused": False, "tracking_uri": uri}
+    return opened
+
+
+def fail_training_run(opened: Logged) -> None:
+    """Mark a run whose fit failed FAILED (best effort: the fit's error is the one to see)."""
+    if opened["reused"]:
+        return
+    try:
+        client(opened["tracking_uri"]).set_terminated(opened["run_id"], "FAILED")
+    except Exception as e:  # never hide the fit's error behind this one
+        log.warning("could not mark MLflow run %s FAILED: %s", opened["run_id"], e)
+
+
+def _artifact_files(root: Path, artifact_path: str) -> list[tuple[Path, str]]:
+    """Each file under ``root`` with the artifact directory it goes to (as ``log_artifacts``)."""
+    out = []
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        parent = file.parent.relative_to(root).as_posix()
+        out.append((file, artifact_path if parent == "." else f"{artifact_path}/{parent}"))
+    return out
 
 
 def _partitions_tag(split: dict[str, Any]) -> str:
@@ -361,7 +407,7 @@ def _download_and_load(artifact_uri: str, uri: str) -> Any:
 
 
 def load_run_model(run_id: str, tracking_uri: str | None = None) -> Any:
-    """The model logged by :func:`log_training_run` in run ``run_id``."""
+    """The model logged by :func:`log_model` in run ``run_id``."""
     uri = resolve_tracking_uri(tracking_uri)
     c = client(uri)
     with reporting(uri, f"load the model of run {run_id}"):
@@ -699,11 +745,12 @@ def register(
                 "run %s is already version %s: not registering again", run_id, existing.version
             )
             return {"version": str(existing.version), "created": False}
+        run = c.get_run(run_id)
         t_profile = time.perf_counter()
         split = read_split(lake, split_path)
         train_df = load_frame(lake, split, "train")
         importance = feature_importance(
-            _download_and_load(f"{c.get_run(run_id).info.artifact_uri}/{MODEL_PATH}", uri),
+            _download_and_load(f"{run.info.artifact_uri}/{MODEL_PATH}", uri),
             load_frame(lake, split, "valid"),
         )
         spec = get_usecase().model
@@ -712,7 +759,7 @@ def register(
         )
         del train_df
         profile_s = time.perf_counter() - t_profile
-        run = c.get_run(run_id)
+        # Uploaded before the version exists: a retry finds a version only with its profile.
         c.log_dict(run_id, profile, PROFILE_PATH)
         window = split["window"]
         tags = {

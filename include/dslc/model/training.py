@@ -7,6 +7,7 @@ reads exactly the split's partitions back, fits a seeded pipeline and hands the 
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from dataclasses import asdict, dataclass, fields
@@ -109,29 +110,42 @@ def train(
     t0 = time.perf_counter()
     train_df = load_frame(lake, split, "train")
     valid_df = load_frame(lake, split, "valid")
-    t_fit = time.perf_counter()
-    pipe = fit(train_df, params)
-    fit_s = time.perf_counter() - t_fit
-    valid_metrics = evaluation.metrics(
-        label_of(valid_df), pipe.predict_proba(features_of(valid_df))[:, 1]
-    )
-    t_ml = time.perf_counter()
-    logged = registry.log_training_run(
-        dag_run_id=dag_run_id,
+    # The MLflow run opens (and takes the params, tags and split) while the model fits; only
+    # saving the model and finishing the run are left once it is fitted.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        opening = pool.submit(
+            registry.open_training_run,
+            dag_run_id=dag_run_id,
+            params={
+                **params.to_dict(),
+                "window_first": split["window"]["first"],
+                "window_last": split["window"]["last"],
+                "window_days": split["window"]["days"],
+                "train_rows": len(train_df),
+                "valid_rows": len(valid_df),
+            },
+            split=split,
+            lineage=lineage,
+            tracking_uri=tracking_uri,
+        )
+        t_fit = time.perf_counter()
+        try:
+            pipe = fit(train_df, params)
+        except Exception:
+            if opening.exception() is None:
+                registry.fail_training_run(opening.result())
+            raise
+        fit_s = time.perf_counter() - t_fit
+        valid_metrics = evaluation.metrics(
+            label_of(valid_df), pipe.predict_proba(features_of(valid_df))[:, 1]
+        )
+        t_ml = time.perf_counter()  # MLflow time the step waits for, from here
+        opened = opening.result()
+    logged = registry.log_model(
+        opened,
         pipeline=pipe,
-        params={
-            **params.to_dict(),
-            "window_first": split["window"]["first"],
-            "window_last": split["window"]["last"],
-            "window_days": split["window"]["days"],
-            "train_rows": len(train_df),
-            "valid_rows": len(valid_df),
-        },
         metrics={"fit_seconds": fit_s, **{f"valid_{k}": v for k, v in valid_metrics.items()}},
-        split=split,
         input_example=features_of(train_df.head(5)),
-        lineage=lineage,
-        tracking_uri=tracking_uri,
     )
     mlflow_s = time.perf_counter() - t_ml
     total_s = time.perf_counter() - t0
