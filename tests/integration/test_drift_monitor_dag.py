@@ -206,7 +206,7 @@ def test_stable_day_waits_for_features_reports_and_does_not_trigger(
     assert decision(lake, STABLE)["trigger"] is False
     html_uri = lake.uri(dm.report_key(STABLE), dm.REPORT_HTML)
     assert f"drift report html: {html_uri}" in out
-    assert "data:image/png;base64," in lake.read_text(dm.report_key(STABLE), dm.REPORT_HTML)
+    assert "data:image/svg+xml;base64," in lake.read_text(dm.report_key(STABLE), dm.REPORT_HTML)
     assert not train_runs()
 
     # MLflow: the day's metrics on the champion version's drift run, and its tags.
