@@ -51,7 +51,10 @@ class Trained(Logged):
     """The `train` step: the MLflow run holding the model, and where the time went."""
 
     fit_s: float
+    # MLflow time the step waited for (after the fit), and the time opening the run took
+    # meanwhile, while the model fitted.
     mlflow_s: float
+    mlflow_open_s: float
     train_s: float
     valid_roc_auc: float
 
