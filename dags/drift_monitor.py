@@ -13,7 +13,7 @@ never race past the guards together.
 | `compute_drift` | the `champion` version's reference profile (logged by `train`) vs the window's features: PSI, Jensen-Shannon, binned Wasserstein and KS, missing-rate change, unseen categories per feature; the dataset verdict; the champion's logged predictions (the serving log, where there is one) scored against the labels vs its holdout ROC AUC; the policy's verdict over the last `persistence` windows (re-scored from their features). Writes `monitoring/drift/ds=.../report.json`. No champion yet: skipped, nothing to compare against |
 | `report` | `report.html` beside it (heatmap of PSI by feature and day, reference vs current distributions, every statistic), linked from the task log; the day's metrics in MLflow (experiment `dslc-drift`, one run per champion version, stepped by day) |
 | `decide` | the policy's verdict through the guards, all checked and all reported in `decision.json`: the kill switch, a `train` run queued or running, the cooldown (in data time), once per (champion version, day) |
-| `trigger_retraining` | triggers `train` with run id `drift__<ds>__v<version>` and conf `reason`, `drifted_features` (with scores), `report_uri`, `window_end`=ds, `window_days`, `champion_version`; a second trigger for the same id is refused |
+| `trigger_retraining` | triggers `train` with run id `drift__<ds>__v<version>` and conf `reason`, `drifted_features` (with scores), `report_uri`, `window_end`=ds, `window_days`, `champion_version`, and a run note saying why (shown on that run in the UI); a second trigger for the same id is refused |
 | `record_trigger` | records the retrain under `monitoring/drift/triggers/` (the cooldown reads it) |
 
 The scheduled run for a day after the use case's source ("today" in the demo's 2013 story)
@@ -36,12 +36,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
 from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.operators import TriggerRunWithNote
 from dslc_airflow.runs import check_conf
 from dslc_airflow.sensors import PartitionSensor
 
@@ -261,7 +261,7 @@ def drift_monitor() -> None:
             log.info("no retrain for %s: %s", ds, "; ".join(why))
             return None
         log.info("retrain %s: %s", run_id, decision["conf"]["reason"])
-        return {"run_id": run_id, "conf": decision["conf"]}
+        return {"run_id": run_id, "conf": decision["conf"], "note": dm.run_note(decision["conf"])}
 
     # The calls pass XComArgs where the tasks take their values (Airflow resolves them at run
     # time); Airflow's Task type cannot say so (apache/airflow#39514), hence the ignores
@@ -273,11 +273,13 @@ def drift_monitor() -> None:
     # train conf names exists before train starts.
     reported = report(computed)  # type: ignore[arg-type]
 
-    trigger = TriggerDagRunOperator(
+    trigger = TriggerRunWithNote(
         task_id="trigger_retraining",
         trigger_dag_id="train",
         trigger_run_id=decided["run_id"],  # type: ignore[index]
         conf=decided["conf"],  # type: ignore[index]
+        # Shown on the train run in the UI: why, the most drifted features, the report.
+        note=decided["note"],  # type: ignore[index]
         logical_date=None,
         wait_for_completion=False,
         # The run id is deterministic per (day, champion version): a re-run is a no-op.

@@ -119,6 +119,19 @@ def run_day(dag, ds: str, caplog, **conf: Any) -> tuple[str, dict[str, str]]:
     return str(dr.state), {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
 
 
+def train_run_note(run_id: str) -> str | None:
+    """The note of ``train`` run ``run_id``."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == "train", DagRun.run_id == run_id)
+        ).one()
+        return run.note
+
+
 def train_runs() -> dict[str, Any]:
     """The ``train`` runs these tests made (other tests share the DB): run id -> (state, conf)."""
     from airflow.models.dagrun import DagRun
@@ -249,6 +262,10 @@ def test_shifted_day_triggers_train_once_however_often_it_is_rerun(drift, champi
     assert any(f.startswith("temp:psi=") for f in conf["drifted_features"])
     (record,) = dm.trigger_records(lake)
     assert record["run_id"] == run_id and record["conf"] == conf
+    # The run says why in its note, on the run in the UI.
+    note = train_run_note(run_id)
+    assert note == dm.run_note(conf) and note.startswith("**Retrain triggered by drift.**")
+    assert conf["reason"] in note and "`temp:psi=" in note and conf["report_uri"] in note
 
     # The same day again (a clear, a backfill): still one train run.
     state, tasks = run_day(dag, SHIFTED, caplog, persistence=1)

@@ -541,6 +541,23 @@ def train_conf(
     }
 
 
+# Airflow keeps at most this many characters of a DAG run note.
+NOTE_CHARS = 1000
+
+
+def run_note(conf: dict[str, Any], top: int = 5) -> str:
+    """The triggered ``train`` run's note (Markdown, shown on the run in Airflow's UI): why it
+    was triggered, the most drifted features and where the report is."""
+    drifted = conf.get("drifted_features") or []
+    lines = [f"**Retrain triggered by drift.** {conf['reason']}"]
+    if drifted:
+        more = f" and {len(drifted) - top} more" if len(drifted) > top else ""
+        lines.append(f"Most drifted: {', '.join(f'`{f}`' for f in drifted[:top])}{more}.")
+    lines.append(f"Drift window {conf.get('drift_window', '?')}; report: {conf['report_uri']}")
+    note = "\n\n".join(lines)
+    return note if len(note) <= NOTE_CHARS else note[: NOTE_CHARS - 3] + "..."
+
+
 def decide(
     lake: Lake,
     *,

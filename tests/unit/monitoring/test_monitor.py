@@ -474,3 +474,19 @@ def test_sensor_defers_until_published_and_fails_clearly_on_timeout(lake: Lake):
         sensor.execute_complete({}, {"status": "timeout", "uri": "x", "waited_s": 60.2})
     with pytest.raises(AirflowSensorTimeout, match="Could not check x for 2013-02-01: boom"):
         sensor.execute_complete({}, {"status": "error", "uri": "x", "message": "boom"})
+
+
+def test_run_note_says_why_names_the_top_drifted_and_fits_airflow():
+    conf = {
+        "reason": "drift_monitor 2013-06-08: data drift in 2 consecutive window(s) (>= 2)",
+        "drifted_features": [f"f{i}:psi={i}.5" for i in range(8)],
+        "report_uri": "file:///lake/monitoring/drift/ds=2013-06-08/report.html",
+        "drift_window": "2013-06-02..2013-06-08",
+    }
+    note = dm.run_note(conf)
+    assert note.startswith("**Retrain triggered by drift.** drift_monitor 2013-06-08: data")
+    assert "`f0:psi=0.5`, `f1:psi=1.5`" in note and "`f4:psi=4.5` and 3 more." in note
+    assert "`f5" not in note and conf["report_uri"] in note and "2013-06-02..2013-06-08" in note
+    assert "Most drifted" not in dm.run_note({**conf, "drifted_features": []})
+    long = dm.run_note({**conf, "reason": "x" * 5000})
+    assert len(long) == dm.NOTE_CHARS and long.endswith("...")
