@@ -315,10 +315,9 @@ def open_training_run(
             "dslc.missing_days": ",".join(split["missing_days"]) or "none",
             "dslc.partitions": _partitions_tag(split),
         }
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            sent = pool.submit(c.log_dict, run_id, split, "split.json")
-            _batch(c, run_id, params=params, tags=tags)
-            sent.result()
+        # One after the other: ``train`` runs all this beside the fit, off its critical path.
+        _batch(c, run_id, params=params, tags=tags)
+        c.log_dict(run_id, split, "split.json")
     return {"run_id": run_id, "reused": False, "tracking_uri": uri}
 
 
