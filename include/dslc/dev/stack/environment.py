@@ -38,11 +38,6 @@ SIMPLE_AUTH_MANAGER = (
     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 )
 SCHEDULER_IDLE_SLEEP = "0.2"
-# How often (s) a task's supervisor heartbeats, and the longest it blocks waiting for the task
-# process. Airflow's default, 5, stalls a worker up to 5 s after most short tasks: the
-# supervisor sees the task's sockets close, finds the process not reaped yet (a large forked
-# process takes milliseconds to exit) and then waits in select() with nothing left to watch.
-SUPERVISOR_POLL = "1"
 # The start order.
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "serving")
 
@@ -123,7 +118,6 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             # The scheduler sleeps this long when a loop found nothing to do (default 1 s):
             # it is most of the gap between one task's end and the next one's start.
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": SCHEDULER_IDLE_SLEEP,
-            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": SUPERVISOR_POLL,
             "AIRFLOW__API__HOST": settings.airflow_host,
             "AIRFLOW__API__PORT": str(settings.airflow_port),
             "AIRFLOW__API__WORKERS": "1",
