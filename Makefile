@@ -81,7 +81,7 @@ test: $(DEV_STAMP) $(EVIDENTLY_STAMP) tools
 	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 test-fast: $(DEV_STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider -m "not integration and not e2e and not s3 and not bench" tests
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not integration and not e2e and not s3 and not bench and not distributed" tests
 
 test-e2e: $(DEV_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -m e2e tests

@@ -73,11 +73,29 @@ def dslc_env(**overrides: str | None) -> Iterator[None]:
         get_settings.cache_clear()
 
 
-@contextmanager
-def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> Iterator[Settings]:
-    """The real embedded stack on free ports with its own DSLC_HOME; stopped and removed after.
+# What `stack.use_stack_env` sets in the test process for a distributed stack (restored after).
+_STACK_CLIENT_ENV = (
+    "DSLC_LAKE_CONN_ID",
+    "AIRFLOW_CONN_LAKE_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "MLFLOW_S3_ENDPOINT_URL",
+)
 
-    MLflow clients of this process log in to the stack's MLflow inside the block.
+
+@contextmanager
+def ephemeral_stack(
+    prefix: str = "dslc-stack-", up_timeout: float = 300.0, *, distributed: bool = False
+) -> Iterator[Settings]:
+    """The real stack on free ports with its own DSLC_HOME; stopped and removed after.
+
+    ``distributed``: the distributed profile (PostgreSQL, CeleryExecutor on Redis, a local S3
+    server), purged after: its databases, queue and bucket are dropped too.
+
+    MLflow clients of this process log in to the stack's MLflow inside the block (and, for a
+    distributed stack, the lake is its S3 bucket).
 
         Set DSLC_E2E_KEEP=1 to keep the state dir (logs) for a post-mortem.
     """
@@ -85,33 +103,35 @@ def ephemeral_stack(prefix: str = "dslc-stack-", up_timeout: float = 300.0) -> I
     from dslc.settings import get_settings
 
     home = Path(tempfile.mkdtemp(prefix=prefix))
-    airflow_port = free_port()
-    ports = {airflow_port}
-    while len(ports) < 3:
+    ports: set[int] = set()
+    while len(ports) < 4:
         ports.add(free_port())
-    mlflow_port, serving_port = sorted(ports - {airflow_port})
+    airflow_port, mlflow_port, serving_port, s3_port = list(ports)
     with dslc_env(
         DSLC_HOME=str(home),
         DSLC_AIRFLOW_PORT=str(airflow_port),
         DSLC_MLFLOW_PORT=str(mlflow_port),
         DSLC_SERVING_PORT=str(serving_port),
+        DSLC_S3_PORT=str(s3_port),
+        DSLC_S3_ENDPOINT_URL=None,  # the distributed stack's own S3 server
         DSLC_SERVING_ADMIN_TOKEN=None,  # use the token the stack generates
         DSLC_SERVING_URL=None,  # the stack's own serving process
-        DSLC_LAKE_URL=None,  # the stack's default lake: <home>/lake
+        DSLC_LAKE_URL=None,  # the stack's default lake: <home>/lake, or its bucket
         DSLC_AIRFLOW_PASSWORD=None,  # use the password the stack generates
         DSLC_MLFLOW_USERNAME=None,  # the stack's generated MLflow login, not a test server's
         DSLC_MLFLOW_PASSWORD=None,
         MLFLOW_TRACKING_USERNAME=None,  # set below to the stack's, restored on the way out
         MLFLOW_TRACKING_PASSWORD=None,
+        **dict.fromkeys(_STACK_CLIENT_ENV),
     ):
         settings = get_settings()
         try:
-            stack.up(timeout=up_timeout, settings=settings)
+            stack.up(timeout=up_timeout, settings=settings, distributed=distributed)
             # MLflow clients of the test process (and what it starts) log in to this stack.
-            stack.use_mlflow_credentials(settings)
-            yield settings
+            stack.use_stack_env(settings)
+            yield get_settings()
         finally:
-            stack.down(settings=settings)
+            stack.down(settings=settings, purge=distributed)
             if os.environ.get("DSLC_E2E_KEEP") != "1":
                 shutil.rmtree(home, ignore_errors=True)
 

@@ -173,6 +173,30 @@ class Settings(BaseSettings):
         default=True, description="Kill switch: false monitors without triggering retraining."
     )
 
+    # The distributed stack (`dslc up --distributed`): the servers it runs on. Each stack
+    # creates its own databases, Celery queue and bucket there (`dslc down --purge` drops them).
+    postgres_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        description="PostgreSQL server for the distributed stack (a user that may create "
+        "databases).",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Celery broker of the distributed stack."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint of the distributed stack (default: a local S3-compatible server "
+        "on DSLC_S3_PORT, started with the stack).",
+    )
+    s3_port: int = Field(default=9000, description="Port of the distributed stack's local S3.")
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret (default: generated per state dir, local S3 only)."
+    )
+    celery_workers: int = Field(
+        default=2, ge=1, le=16, description="Celery workers the distributed stack starts."
+    )
+
     @field_validator("lake_url")
     @classmethod
     def _check_lake_url(cls, value: str | None) -> str | None:
@@ -229,6 +253,8 @@ SECRET_ENV_NAMES = (
     "DSLC_AIRFLOW_PASSWORD",
     "AIRFLOW__API__SECRET_KEY",
     "AIRFLOW__API_AUTH__JWT_SECRET",
+    "DSLC_S3_SECRET_ACCESS_KEY",
+    "AWS_SECRET_ACCESS_KEY",
 )
 
 # Airflow's `[database] sql_alchemy_connect_args` for the embedded SQLite DB: wait up to 60 s

@@ -19,8 +19,15 @@ def stack_secrets(settings: Settings) -> dict[str, str]:
     """Every secret the stack generated, by name."""
     from dslc.dev.stack import secrets
 
+    from dslc.dev.stack.distributed import load_profile
+    from dslc.dev.stack.environment import s3_credentials
+
     keys = secrets.airflow_secrets(settings)
+    extra = {}
+    if load_profile(settings) is not None:
+        extra["S3 secret access key"] = s3_credentials(settings)[1]
     return {
+        **extra,
         "Airflow admin password": secrets.admin_password(settings),
         "Airflow JWT secret": keys["jwt_secret"],
         "Airflow API secret key": keys["secret_key"],

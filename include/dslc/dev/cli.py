@@ -24,19 +24,35 @@ def _date(value: str) -> dt.date:
 @app.command()
 def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 180.0,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed",
+            help="Run this state dir on PostgreSQL, CeleryExecutor (Redis) and S3 "
+            "(DSLC_POSTGRES_URL, DSLC_REDIS_URL, DSLC_S3_ENDPOINT_URL).",
+        ),
+    ] = False,
 ) -> None:
-    """Start the embedded stack (Airflow + MLflow) in the background; idempotent."""
+    """Start the stack (Airflow, MLflow, serving) in the background; idempotent."""
     from dslc.dev import stack
 
-    stack.up(timeout=timeout)
+    stack.up(timeout=timeout, distributed=distributed)
 
 
 @app.command()
-def down() -> None:
+def down(
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge",
+            help="Distributed stack: also drop its databases, Celery queue and bucket.",
+        ),
+    ] = False,
+) -> None:
     """Stop what `dslc up` started (and only that)."""
     from dslc.dev import stack
 
-    stack.down()
+    stack.down(purge=purge)
 
 
 @app.command()
@@ -68,6 +84,9 @@ def replay(
             get_usecase().dataset(dataset)
         except KeyError as e:
             raise typer.BadParameter(str(e.args[0])) from None
+    from dslc.dev.stack import use_stack_env
+
+    use_stack_env()  # a distributed stack's lake is on S3
     replay_cli(first, last, dataset=dataset)
 
 
@@ -117,10 +136,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the model-serving API in the foreground (POST /predict, /ready, /metrics, /docs)."""
-    from dslc.dev.stack import use_mlflow_credentials
+    from dslc.dev.stack import use_stack_env
     from dslc.serving.__main__ import main as serving_main
 
-    use_mlflow_credentials()  # the model is loaded from the stack's MLflow
+    use_stack_env()  # the model is loaded from the stack's MLflow
 
     argv = ["--log-level", log_level]
     for flag, value in (("--model", model), ("--host", host), ("--port", port)):

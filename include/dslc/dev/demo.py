@@ -307,7 +307,7 @@ def main() -> int:
 
     settings = get_settings()
     # The summary reads the registry from this process: log in to the stack's MLflow.
-    stack.use_mlflow_credentials(settings)
+    stack.use_stack_env(settings)
     cal = _calendar()
     start, end, replay_start, replay_end = cal.start, cal.end, cal.replay_start, cal.replay_end
     first_champion = {**cal.first_champion, "window_end": end.isoformat()}

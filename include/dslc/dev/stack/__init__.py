@@ -4,6 +4,7 @@ the model-serving service, each a background process on loopback, all state unde
 One module per concern; the names callers use are re-exported here (``stack.up()``):
 
 * :mod:`~dslc.dev.stack.lifecycle`: ``up``, ``down``, ``status``;
+* :mod:`~dslc.dev.stack.distributed`: the distributed profile (PostgreSQL, Celery on Redis, S3);
 * :mod:`~dslc.dev.stack.environment`: each service's command line, environment and address;
 * :mod:`~dslc.dev.stack.secrets`: generated secrets, the admin password, the serving token,
   MLflow's credentials and basic-auth config;
@@ -21,8 +22,11 @@ from dslc.dev.stack.environment import (
     SIMPLE_AUTH_MANAGER,
     airflow_env,
     mlflow_env,
+    services,
     serving_env,
+    stack_env,
     use_mlflow_credentials,
+    use_stack_env,
 )
 from dslc.dev.stack.errors import StackError
 from dslc.dev.stack.health import probe, wait_until
@@ -53,11 +57,14 @@ __all__ = [
     "probe",
     "reported",
     "running",
+    "services",
     "serving_env",
     "serving_token",
+    "stack_env",
     "status",
     "tail",
     "up",
     "use_mlflow_credentials",
+    "use_stack_env",
     "wait_until",
 ]

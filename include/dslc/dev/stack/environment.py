@@ -21,8 +21,19 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from dslc.dev.stack.distributed import (
+    LAKE_CONN_ID,
+    WORKER_PREFIX,
+    Profile,
+    lake_connection,
+    load_profile,
+    s3_env,
+)
+from dslc.dev.stack.distributed import s3_credentials as _s3_credentials
+from dslc.dev.stack.distributed import services as _distributed_services
 from dslc.dev.stack.paths import airflow_home, bin_dir, executable, password_file
 from dslc.dev.stack.secrets import (
+    _generated,
     airflow_secrets,
     mlflow_auth_config,
     mlflow_credentials,
@@ -38,8 +49,47 @@ SIMPLE_AUTH_MANAGER = (
     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 )
 SCHEDULER_IDLE_SLEEP = "0.2"
-# The start order.
+# The embedded stack's services, in start order (the distributed profile has its own list).
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "serving")
+
+
+def services(settings: Settings) -> tuple[str, ...]:
+    """The services of this state dir's stack, in start order."""
+    profile = load_profile(settings)
+    return SERVICES if profile is None else _distributed_services(profile)
+
+
+def s3_credentials(settings: Settings) -> tuple[str, str]:
+    """The distributed stack's S3 key id and secret (see :mod:`.distributed`)."""
+    return _s3_credentials(settings, _generated)
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """What a process outside the stack (the CLI, the demo) needs to use it like a task does:
+    the lake's URL and connection, and S3 credentials, for the distributed profile; nothing for
+    the embedded one."""
+    profile = load_profile(settings)
+    if profile is None:
+        return {}
+    key_id, secret = s3_credentials(settings)
+    return {
+        "DSLC_LAKE_URL": settings.lake_url or profile.lake_url,
+        "DSLC_LAKE_CONN_ID": LAKE_CONN_ID,
+        f"AIRFLOW_CONN_{LAKE_CONN_ID.upper()}": lake_connection(profile, key_id, secret),
+        **s3_env(profile, key_id, secret),
+    }
+
+
+def use_stack_env(settings: Settings | None = None) -> None:
+    """Point this process at the stack: MLflow's login and, when distributed, the S3 lake."""
+    from dslc.settings import get_settings as cached
+
+    settings = settings or get_settings()
+    env = stack_env(settings)
+    os.environ.update(env)
+    use_mlflow_credentials(settings)
+    if env:
+        cached.cache_clear()
 
 
 def mlflow_client_env(settings: Settings) -> dict[str, str]:
@@ -135,13 +185,66 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             "DSLC_SERVING_ADMIN_TOKEN": serving_token(settings),
         }
     )
+    profile = load_profile(settings)
+    if profile is not None:
+        env.update(_celery_env(settings, profile))
     return env
+
+
+def _celery_env(settings: Settings, profile: Profile) -> dict[str, str]:
+    """PostgreSQL metadata DB, CeleryExecutor on Redis with this stack's queue, the S3 lake."""
+    env = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": profile.database_url(profile.airflow_db),
+        # SQLite's lock timeout (SQLITE_CONNECT_ARGS) means nothing to PostgreSQL.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "",
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(4 * profile.workers),
+        "AIRFLOW__CELERY__BROKER_URL": profile.redis_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": profile.database_url(
+            profile.airflow_db, "db+postgresql+psycopg2"
+        ),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        # Tasks go to this stack's queue; its workers consume only that one.
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": profile.queue,
+        "AIRFLOW__CELERY__DEFAULT_QUEUE": profile.queue,
+    }
+    env.update(stack_env(settings))
+    return env
+
+
+def worker_env(settings: Settings, name: str) -> dict[str, str]:
+    """Celery worker ``name``'s environment: no metadata-DB URL (tasks talk to the execution
+    API), the result backend read from a 0600 file at start rather than held in the environment,
+    and the worker's name as the hostname task instances record."""
+    import socket
+
+    env = airflow_env(settings)
+    env["DSLC_WORKER_NAME"] = f"{name}@{socket.gethostname()}"
+    env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "dslc.dev.stack.distributed.worker_hostname"
+    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", None)
+    backend = env.pop("AIRFLOW__CELERY__RESULT_BACKEND")
+    path = _private_file(settings, "celery-result-backend", backend)
+    env["AIRFLOW__CELERY__RESULT_BACKEND_CMD"] = f"cat {path}"
+    return env
+
+
+def _private_file(settings: Settings, name: str, text: str) -> str:
+    from dslc.dev.stack.secrets import _write_private
+
+    path = settings.state_dir / "secrets" / name
+    _write_private(path, text)
+    return str(path)
 
 
 def command(settings: Settings, name: str) -> list[str]:
     """The command line that starts service ``name``."""
+    profile = load_profile(settings)
     if name == "mlflow":
         root = settings.state_dir / "mlflow"
+        store, artifacts = f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
+        if profile is not None:
+            store, artifacts = profile.database_url(profile.mlflow_db), profile.artifacts_url
         return [
             executable("mlflow"),
             "server",
@@ -150,10 +253,10 @@ def command(settings: Settings, name: str) -> list[str]:
             "--port",
             str(settings.mlflow_port),
             "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
+            store,
             "--serve-artifacts",
             "--artifacts-destination",
-            str(root / "artifacts"),
+            artifacts,
             "--workers",
             "1",
             # Every request needs a login (config: MLFLOW_AUTH_CONFIG_PATH, see mlflow_env).
@@ -174,6 +277,21 @@ def command(settings: Settings, name: str) -> list[str]:
             settings.serving_host,
             "--port",
             str(settings.serving_port),
+        ]
+    if profile is not None and name == "s3":
+        port = str(profile.s3_port)
+        return [executable("moto_server"), "--host", "127.0.0.1", "--port", port]
+    if profile is not None and name.startswith(WORKER_PREFIX):
+        return [
+            executable("airflow"),
+            "celery",
+            "worker",
+            "--queues",
+            profile.queue,
+            "--celery-hostname",
+            f"{name}@%h",
+            # Task logs are files under the shared log folder the api-server reads.
+            "--skip-serve-logs",
         ]
     if name == "scheduler":
         # The executor forks task processes from the scheduler's workers: start them warm.
@@ -198,6 +316,7 @@ def serving_env(settings: Settings | None = None) -> dict[str, str]:
     """The environment of the serving process (lake, MLflow, admin token)."""
     settings = settings or get_settings()
     env = _base_env(settings)
+    env.update(stack_env(settings))
     env["DSLC_SERVING_ADMIN_TOKEN"] = serving_token(settings)
     env["DSLC_SERVING_HOST"] = settings.serving_host
     env["DSLC_SERVING_PORT"] = str(settings.serving_port)
@@ -212,6 +331,10 @@ def mlflow_env(settings: Settings | None = None) -> dict[str, str]:
     """
     settings = settings or get_settings()
     env = _base_env(settings)
+    profile = load_profile(settings)
+    if profile is not None:
+        # Artifacts go to S3; the server is the only process that holds the S3 keys for them.
+        env.update(s3_env(profile, *s3_credentials(settings)))
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     env["MLFLOW_AUTH_CONFIG_PATH"] = str(mlflow_auth_config(settings))
     env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = mlflow_flask_secret(settings)
@@ -230,6 +353,10 @@ def env_for(settings: Settings, name: str) -> dict[str, str]:
     """The environment service ``name`` starts with."""
     if name == "serving":
         return serving_env(settings)
+    if name == "s3":
+        return _base_env(settings)
+    if name.startswith(WORKER_PREFIX):
+        return worker_env(settings, name)
     return mlflow_env(settings) if name == "mlflow" else airflow_env(settings)
 
 
@@ -241,6 +368,9 @@ def port_of(settings: Settings, name: str) -> tuple[int, str] | None:
         return settings.mlflow_port, "DSLC_MLFLOW_PORT"
     if name == "serving":
         return settings.serving_port, "DSLC_SERVING_PORT"
+    profile = load_profile(settings)
+    if name == "s3" and profile is not None:
+        return profile.s3_port, "DSLC_S3_PORT"
     return None
 
 
@@ -252,4 +382,9 @@ def url_of(settings: Settings, name: str) -> str:
         return f"http://{settings.mlflow_host}:{settings.mlflow_port}"
     if name == "serving":
         return f"http://{settings.serving_host}:{settings.serving_port}"
+    profile = load_profile(settings)
+    if name == "s3" and profile is not None:
+        return profile.s3_endpoint
+    if name.startswith(WORKER_PREFIX) and profile is not None:
+        return f"queue {profile.queue}"
     return "-"

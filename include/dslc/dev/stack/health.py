@@ -8,7 +8,8 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from dslc.dev.stack.environment import SERVICES, port_of
+from dslc.dev.stack.distributed import load_profile
+from dslc.dev.stack.environment import port_of, services
 from dslc.dev.stack.errors import StackError
 from dslc.dev.stack.paths import log_path, logs_dir
 from dslc.dev.stack.processes import ProcessRecord, is_alive, print_tail
@@ -40,6 +41,7 @@ def check_ports(settings: Settings, names: Iterable[str]) -> None:
         "api-server": settings.airflow_host,
         "mlflow": settings.mlflow_host,
         "serving": settings.serving_host,
+        "s3": "127.0.0.1",
     }
     for name in names:
         port = port_of(settings, name)
@@ -66,7 +68,7 @@ def _http_get(url: str, timeout: float = 3.0) -> tuple[int, str] | None:
 
 def probe(settings: Settings) -> dict[str, bool]:
     """Health of each service as reported by the services themselves (no pid checks)."""
-    health = dict.fromkeys(SERVICES, False)
+    health = dict.fromkeys(services(settings), False)
     got = _http_get(f"{settings.airflow_url}/api/v2/monitor/health")
     if got is not None and got[0] == 200:
         try:
@@ -86,7 +88,27 @@ def probe(settings: Settings) -> dict[str, bool]:
     health["mlflow"] = got is not None and got[0] == 200
     got = _http_get(f"http://{settings.serving_host}:{settings.serving_port}/health")
     health["serving"] = got is not None and got[0] == 200
+    profile = load_profile(settings)
+    if profile is not None:
+        if profile.local_s3:
+            got = _http_get(f"{profile.s3_endpoint}/")
+            health["s3"] = got is not None and got[0] == 200
+        for name in profile.worker_names():
+            health[name] = _worker_ready(settings, name)
     return health
+
+
+def _worker_ready(settings: Settings, name: str) -> bool:
+    """Whether Celery worker ``name`` said it is ready since its last start (its log's last
+    ``dslc up`` header is followed by Celery's ``celery@<host> ready.``)."""
+    from dslc.dev.stack.processes import read_record, tail
+
+    record = read_record(settings, name)
+    if record is None or not is_alive(record):
+        return False
+    text = tail(log_path(settings, name), lines=400)
+    since = text.rsplit(f"dslc up: {name}", 1)[-1]
+    return f"{name}@" in since and " ready." in since
 
 
 def wait_healthy(
@@ -94,10 +116,11 @@ def wait_healthy(
     console: Console,
     timeout: float,
     records: dict[str, ProcessRecord],
-    names: Iterable[str] = SERVICES,
+    names: Iterable[str] | None = None,
 ) -> float:
-    """Wait until ``names`` are healthy; seconds waited. Raises if a process dies or time is up."""
-    names = tuple(names)
+    """Wait until ``names`` (default: all) are healthy; seconds waited. Raises if a process dies
+    or time is up."""
+    names = tuple(services(settings) if names is None else names)
     start = time.monotonic()
     deadline = start + timeout
     with console.status("Waiting for the stack to become healthy...") as spinner:

@@ -10,7 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dslc.dev.console import make_console, reported
-from dslc.dev.stack.environment import SERVICES, url_of
+from dslc.dev.stack.distributed import (
+    Profile,
+    check_redis,
+    create_bucket,
+    create_databases,
+    create_profile,
+    delete_bucket,
+    delete_queue,
+    drop_databases,
+    load_profile,
+    profile_path,
+    redacted,
+    stop_order,
+)
+from dslc.dev.stack.environment import s3_credentials, services, url_of
 from dslc.dev.stack.health import check_ports, probe, wait_healthy
 from dslc.dev.stack.migrations import migrate_if_needed
 from dslc.dev.stack.paths import log_path, logs_dir, password_file
@@ -44,23 +58,39 @@ STOP_ORDER = ("scheduler", "triggerer", "dag-processor", "serving", "api-server"
 STOP_GRACE_SECONDS = 20.0
 
 
-def up(timeout: float = 180.0, settings: Settings | None = None) -> None:
+def up(
+    timeout: float = 180.0, settings: Settings | None = None, *, distributed: bool = False
+) -> None:
     """Start whatever part of the stack is not running and wait until all of it is healthy.
+
+    ``distributed`` chooses the distributed profile (:mod:`.distributed`) for a new state dir;
+    a state dir keeps the profile it was first started with.
 
     Idempotent: a service whose recorded process is alive (same pid and create time) is left
     alone. Raises :class:`StackError` (a clean CLI error) if a port is taken by another program,
     a process dies while starting, or the stack is not healthy within ``timeout`` seconds.
     """
     with reported():
-        _up(timeout, settings or get_settings())
+        _up(timeout, settings or get_settings(), distributed)
 
 
-def _up(timeout: float, settings: Settings) -> None:
+def _up(timeout: float, settings: Settings, want_distributed: bool) -> None:
     console = make_console()
+    profile = load_profile(settings)
+    if profile is None and want_distributed:
+        profile = create_profile(settings)
+    if profile is not None:
+        console.print(
+            f"Distributed stack [bold]{profile.token}[/bold]: PostgreSQL "
+            f"{redacted(profile.postgres_url)}, Redis {profile.redis_url}, S3 "
+            f"{profile.s3_endpoint}{' (local)' if profile.local_s3 else ''}, "
+            f"{profile.workers} Celery workers"
+        )
     for sub in ("logs", "pids", "mlflow/artifacts", "airflow"):
         (settings.state_dir / sub).mkdir(parents=True, exist_ok=True)
+    names = services(settings)
     alive = running(settings)
-    missing = [name for name in SERVICES if name not in alive]
+    missing = [name for name in names if name not in alive]
     if alive:
         console.print(f"Already running: {', '.join(sorted(alive))}")
     # A service whose main process died but whose children live on (e.g. a uvicorn worker
@@ -77,15 +107,18 @@ def _up(timeout: float, settings: Settings) -> None:
     seed_password(settings)
     airflow_secrets(settings)
     mlflow_credentials(settings)
+    started: dict[str, ProcessRecord] = {}
+    elapsed = 0.0
+    if profile is not None:
+        elapsed += _provision(settings, profile, console, timeout, alive, started, missing)
     if any(name != "mlflow" for name in missing):
         migrate_if_needed(settings, console)
-    started = {}
     # Serving starts last: it needs MLflow up to find the champion it serves.
-    for name in (n for n in missing if n != "serving"):
+    for name in (n for n in missing if n not in ("serving", *started)):
         started[name] = spawn(settings, name)
         console.print(f"Started {name} (pid {started[name].pid}), log: {log_path(settings, name)}")
-    core = [n for n in SERVICES if n != "serving"]
-    elapsed = wait_healthy(settings, console, timeout, {**alive, **started}, core)
+    core = [n for n in names if n != "serving"]
+    elapsed += wait_healthy(settings, console, timeout, {**alive, **started}, core)
     if "serving" in missing:
         record = started["serving"] = spawn(settings, "serving")
         console.print(
@@ -95,6 +128,29 @@ def _up(timeout: float, settings: Settings) -> None:
         elapsed += wait_healthy(settings, console, timeout, {**alive, **started})
     console.print(f"[green]Stack healthy[/green] after {elapsed:.1f}s")
     _print_access(console, settings)
+
+
+def _provision(
+    settings: Settings,
+    profile: Profile,
+    console: Console,
+    timeout: float,
+    alive: dict[str, ProcessRecord],
+    started: dict[str, ProcessRecord],
+    missing: list[str],
+) -> float:
+    """The distributed stack's servers: its databases, the broker, its S3 server and bucket."""
+    created = create_databases(profile)
+    if created:
+        console.print(f"Created PostgreSQL databases {', '.join(created)}")
+    check_redis(profile)
+    elapsed = 0.0
+    if "s3" in missing:
+        started["s3"] = spawn(settings, "s3")
+        console.print(f"Started s3 (pid {started['s3'].pid}), log: {log_path(settings, 's3')}")
+        elapsed = wait_healthy(settings, console, timeout, {**alive, **started}, ["s3"])
+    create_bucket(profile, *s3_credentials(settings))
+    return elapsed
 
 
 def _print_access(console: Console, settings: Settings) -> None:
@@ -129,17 +185,45 @@ def _print_access(console: Console, settings: Settings) -> None:
 
 
 def _stoppable(settings: Settings) -> Iterator[tuple[str, ProcessRecord | None]]:
-    for name in STOP_ORDER:
+    profile = load_profile(settings)
+    for name in STOP_ORDER if profile is None else stop_order(profile):
         yield name, read_record(settings, name)
 
 
-def down(settings: Settings | None = None, grace: float = STOP_GRACE_SECONDS) -> None:
+def down(
+    settings: Settings | None = None, grace: float = STOP_GRACE_SECONDS, *, purge: bool = False
+) -> None:
     """Stop the process groups `up` started (SIGTERM, then SIGKILL after ``grace`` seconds).
 
     Only recorded processes that are still ours are signalled; pid files are removed. Idempotent.
+    ``purge`` (distributed stack) also drops what ``up`` created on the servers: its databases,
+    its Celery queue and its bucket.
     """
     with reported():
-        _down(settings or get_settings(), grace)
+        settings = settings or get_settings()
+        _down(settings, grace)
+        if purge:
+            _purge(settings)
+
+
+def _purge(settings: Settings) -> None:
+    console = make_console()
+    profile = load_profile(settings)
+    if profile is None:
+        console.print("Nothing to purge: this state dir runs the embedded stack (files only).")
+        return
+    if not profile.local_s3:
+        count = delete_bucket(profile, *s3_credentials(settings))
+        console.print(f"Deleted bucket {profile.bucket} ({count} objects)")
+    keys = delete_queue(profile)
+    console.print(f"Deleted Celery queue {profile.queue} from Redis ({keys} keys)")
+    dropped = drop_databases(profile)
+    console.print(f"Dropped PostgreSQL databases {', '.join(dropped) or '(none left)'}")
+    for path in (
+        profile_path(settings),
+        settings.state_dir / "airflow" / ".dslc-db-migrated",
+    ):
+        path.unlink(missing_ok=True)
 
 
 def _down(settings: Settings, grace: float) -> None:
@@ -160,7 +244,7 @@ def _down(settings: Settings, grace: float) -> None:
         stop_groups(targets, grace, console)
         for record in targets:
             console.print(f"Stopped {record.name} (pid {record.pid})")
-    cleanup_pid_files(settings, SERVICES)
+    cleanup_pid_files(settings, services(settings))
 
 
 def status(settings: Settings | None = None) -> int:
@@ -178,7 +262,7 @@ def status(settings: Settings | None = None) -> int:
     for column in ("service", "pid", "url", "healthy"):
         table.add_column(column)
     all_ok = True
-    for name in SERVICES:
+    for name in services(settings):
         record = alive.get(name)
         ok = record is not None and health[name]
         all_ok = all_ok and ok

@@ -8,6 +8,7 @@ import subprocess
 from importlib import metadata
 from typing import TYPE_CHECKING
 
+from dslc.dev.stack.distributed import load_profile
 from dslc.dev.stack.environment import airflow_env
 from dslc.dev.stack.errors import StackError
 from dslc.dev.stack.paths import airflow_home, executable, log_path
@@ -67,8 +68,14 @@ def migrate_if_needed(settings: Settings, console: Console) -> None:
     marker = _migration_marker(settings)
     pools = " ".join(f"{name}:{slots}" for name, (slots, _) in sorted(POOLS.items()))
     version = f"{_airflow_version()} pools={pools}"
-    db = home / "airflow.db"
-    if db.exists() and marker.exists() and marker.read_text().strip() == version:
+    profile = load_profile(settings)
+    if profile is None:
+        present = (home / "airflow.db").exists()
+    else:
+        # The marker names the database: a new one (another token) is migrated again.
+        version += f" db={profile.airflow_db}"
+        present = True
+    if present and marker.exists() and marker.read_text().strip() == version:
         return
     home.mkdir(parents=True, exist_ok=True)
     with console.status("Migrating the Airflow metadata DB (first start only)..."):

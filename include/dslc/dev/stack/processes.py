@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dslc.dev.stack.environment import SERVICES, command, env_for
+from dslc.dev.stack.environment import command, env_for, services
 from dslc.dev.stack.paths import log_path, pid_path
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def owns_group(record: ProcessRecord) -> bool:
 
 def running(settings: Settings) -> dict[str, ProcessRecord]:
     """Services whose recorded process is still ours and alive."""
-    records = (read_record(settings, name) for name in SERVICES)
+    records = (read_record(settings, name) for name in services(settings))
     return {r.name: r for r in records if r is not None and is_alive(r)}
 
 

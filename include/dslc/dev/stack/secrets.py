@@ -88,15 +88,22 @@ def mlflow_flask_secret(settings: Settings) -> str:
 
 def mlflow_auth_config(settings: Settings | None = None) -> Path:
     """Write MLflow's basic-auth config for this stack (``<state>/mlflow/basic_auth.ini``)."""
+    from dslc.dev.stack.distributed import load_profile
+
     settings = settings or get_settings()
     username, password = mlflow_credentials(settings)
-    return write_mlflow_auth_config(settings.state_dir / "mlflow", username, password)
+    profile = load_profile(settings)
+    users = None if profile is None else profile.database_url(profile.mlflow_auth_db)
+    return write_mlflow_auth_config(settings.state_dir / "mlflow", username, password, users)
 
 
-def write_mlflow_auth_config(root: Path, username: str, password: str) -> Path:
+def write_mlflow_auth_config(
+    root: Path, username: str, password: str, database_uri: str | None = None
+) -> Path:
     """Write ``<root>/basic_auth.ini`` (0600), the config MLflow's ``basic-auth`` app reads from
     MLFLOW_AUTH_CONFIG_PATH: its user DB ``<root>/basic_auth.db`` and the admin it creates there
-    on first start. MLflow reads the admin password only then: changing it later is done
+    on first start (``database_uri`` puts that DB elsewhere). MLflow reads the admin password
+    only then: changing it later is done
     through MLflow's update-password API, not here."""
     check_mlflow_password(password)
     if not username.strip() or any(c in username for c in "\r\n:"):
@@ -105,7 +112,7 @@ def write_mlflow_auth_config(root: Path, username: str, password: str) -> Path:
         "[mlflow]",
         # Authenticated users other than the admin may read; anonymous requests get a 401.
         "default_permission = READ",
-        f"database_uri = sqlite:///{root / 'basic_auth.db'}",
+        f"database_uri = {database_uri or 'sqlite:///' + str(root / 'basic_auth.db')}",
         f"admin_username = {username}",
         # configparser interpolates %: escape it so the password is read back verbatim.
         f"admin_password = {password.replace('%', '%%')}",
