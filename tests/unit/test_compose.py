@@ -304,6 +304,20 @@ def test_the_worker_healthcheck_loads_the_celery_app() -> None:
     assert celery_app.main == "airflow.providers.celery.executors.celery_executor"
 
 
+def pools_the_dags_use() -> set[str]:
+    """Pool names the DAG files pass to tasks (the constants they name)."""
+    text = "".join(f.read_text() for f in (ROOT / "dags").glob("*.py"))
+    return set(re.findall(r"\bpool=(\w+)", text))
+
+
+def test_init_creates_the_pools_the_dags_use() -> None:
+    from dslc.model.registry import PROMOTE_POOL
+
+    assert pools_the_dags_use() == {"PROMOTE_POOL"}
+    script = " ".join(services()["airflow-init"]["command"])
+    assert script.index("airflow db migrate") < script.index(f"airflow pools set {PROMOTE_POOL} 1 ")
+
+
 def test_mlflow_needs_a_login_everywhere() -> None:
     from dslc.settings import SECRET_ENV_NAMES
 

@@ -160,6 +160,15 @@ def test_same_environment_as_compose_but_the_deploy_target() -> None:
         assert helm[name] == compose_side[name], name
 
 
+def test_the_migration_job_creates_the_pools_the_dags_use() -> None:
+    from dslc.model.registry import PROMOTE_POOL
+    from tests.unit.test_compose import pools_the_dags_use
+
+    assert pools_the_dags_use() == {"PROMOTE_POOL"}
+    script = " ".join(values()["migrateDatabaseJob"]["args"])
+    assert script.index("airflow db migrate") < script.index(f"airflow pools set {PROMOTE_POOL} 1 ")
+
+
 def test_every_dslc_variable_is_a_setting() -> None:
     from dslc.settings import Settings
 
