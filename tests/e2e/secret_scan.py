@@ -18,7 +18,6 @@ PAGE = 100
 def stack_secrets(settings: Settings) -> dict[str, str]:
     """Every secret the stack generated, by name."""
     from dslc.dev.stack import secrets
-
     from dslc.dev.stack.distributed import load_profile
     from dslc.dev.stack.environment import s3_credentials
 

@@ -288,12 +288,6 @@ def test_airflow_healthchecks_use_commands_airflow_has() -> None:
     assert set(job_checks.values()) == runners <= set(ARG_JOB_TYPE_FILTER.kwargs["choices"])
 
 
-@pytest.mark.xfail(
-    raises=ImportError,
-    strict=True,
-    reason="the lock pairs celery 5.7.0 with apache-airflow-providers-celery 3.26.0, which imports "
-    "celery.backends.database.retry (gone in 5.7): no CeleryExecutor component can start",
-)
 def test_the_worker_healthcheck_loads_the_celery_app() -> None:
     import importlib
 
