@@ -331,3 +331,134 @@ def test_mlflow_needs_a_login_everywhere() -> None:
     worker = svcs["airflow-worker-1"]["environment"]
     masked = worker["AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES"].split(",")
     assert masked == [name.lower() for name in SECRET_ENV_NAMES]
+
+
+# --- the compose topology is the one tests/distributed runs (dslc up --distributed) ----------
+
+# A distributed-stack service -> the compose service that plays its part.
+COMPOSE_NAME = {
+    "s3": "minio",
+    "mlflow": "mlflow",
+    "serving": "serving",
+    "api-server": "airflow-api-server",
+    "scheduler": "airflow-scheduler",
+    "dag-processor": "airflow-dag-processor",
+    "triggerer": "airflow-triggerer",
+    "worker-1": "airflow-worker-1",
+    "worker-2": "airflow-worker-2",
+}
+# Variables the local processes need and containers do not: where the repo and the state dir
+# are, the loopback ports, settings the image sets (DAGs/plugins folders), tuning of the
+# local stack, and the Celery queue that keeps several local stacks on one Redis apart.
+LOCAL_ONLY = {
+    "AIRFLOW_HOME",
+    "AIRFLOW__API__HOST",
+    "AIRFLOW__API__PORT",
+    "AIRFLOW__API__WORKERS",
+    "AIRFLOW__CELERY__DEFAULT_QUEUE",
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY",
+    "AIRFLOW__CORE__AUTH_MANAGER",
+    "AIRFLOW__CORE__DAGS_FOLDER",
+    "AIRFLOW__CORE__LOAD_EXAMPLES",
+    "AIRFLOW__CORE__PARALLELISM",
+    "AIRFLOW__CORE__PLUGINS_FOLDER",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL",
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
+    "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+    "AIRFLOW__OPERATORS__DEFAULT_QUEUE",
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME",
+    "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED",
+}
+
+
+@pytest.fixture
+def distributed_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from dslc.dev.stack import distributed
+    from dslc.settings import Settings
+
+    for key in ("DSLC_S3_ENDPOINT_URL", "DSLC_S3_SECRET_ACCESS_KEY", "DSLC_MLFLOW_PASSWORD"):
+        monkeypatch.delenv(key, raising=False)
+    settings = Settings(home=tmp_path / "state", airflow_password=None, serving_admin_token=None)
+    distributed.create_profile(settings)
+    return settings
+
+
+def test_compose_runs_the_components_the_distributed_suite_runs(distributed_settings: Any) -> None:
+    from dslc.dev.stack import environment
+
+    svcs = services()
+    local = environment.services(distributed_settings)
+    assert set(local) == set(COMPOSE_NAME), "a new local service needs its compose counterpart"
+    assert {COMPOSE_NAME[n] for n in local} <= set(svcs)
+    # Two Celery workers on both, and PostgreSQL and Redis as the servers.
+    assert distributed_settings.celery_workers == 2
+    assert {"postgres", "redis"} <= set(svcs)
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+        assert svcs[COMPOSE_NAME[name]]["command"] == f"airflow {name}" + (
+            " --port 8080" if name == "api-server" else ""
+        )
+    for name in ("worker-1", "worker-2"):
+        argv = environment.command(distributed_settings, name)
+        assert argv[1:3] == ["celery", "worker"]
+        assert svcs[COMPOSE_NAME[name]]["command"].startswith("airflow celery worker")
+
+
+def test_compose_gives_airflow_the_variables_the_distributed_stack_sets(
+    distributed_settings: Any,
+) -> None:
+    from dslc.dev.stack import environment
+
+    local = {
+        k: v
+        for k, v in environment.airflow_env(distributed_settings).items()
+        if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))
+        or k in ("DSLC_LAKE_URL", "DSLC_LAKE_CONN_ID", "DSLC_SERVING_ADMIN_TOKEN")
+        or k.startswith("MLFLOW_TRACKING_")
+    }
+    compose = services()["airflow-scheduler"]["environment"]
+    # The local stack derives MLflow's address from its ports; compose names it outright.
+    if "DSLC_MLFLOW_TRACKING_URI" in compose:
+        local.pop("MLFLOW_TRACKING_URI", None)
+    missing = sorted(set(local) - set(compose) - LOCAL_ONLY)
+    assert missing == [], f"set on the distributed stack but not in compose: {missing}"
+    stale = sorted(k for k in LOCAL_ONLY if k in compose)
+    assert stale == [], f"LOCAL_ONLY lists variables compose sets: {stale}"
+    for key in ("AIRFLOW__CORE__EXECUTOR", "DSLC_LAKE_CONN_ID", "MLFLOW_TRACKING_USERNAME"):
+        assert compose[key] == local[key], key
+    assert compose["AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES"].split(",") == local[
+        "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES"
+    ].split(",")
+    for key, scheme in (
+        ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql+psycopg2://"),
+        ("AIRFLOW__CELERY__BROKER_URL", "redis://"),
+        ("AIRFLOW__CELERY__RESULT_BACKEND", "db+postgresql"),
+        ("AIRFLOW_CONN_LAKE_S3", "aws://"),
+        ("DSLC_LAKE_URL", "s3://"),
+    ):
+        assert local[key].startswith(scheme), key
+        assert compose[key].startswith(scheme), key
+
+
+def test_compose_mlflow_stores_what_the_distributed_mlflow_stores_where_it_does(
+    distributed_settings: Any,
+) -> None:
+    from dslc.dev.stack import environment
+
+    argv = environment.command(distributed_settings, "mlflow")
+    script = " ".join(services()["mlflow"]["command"])
+    for flag, scheme in (
+        ("--backend-store-uri", "postgresql+psycopg2://"),
+        ("--artifacts-destination", "s3://"),
+    ):
+        assert argv[argv.index(flag) + 1].startswith(scheme)
+        assert re.search(rf"{flag} {re.escape(scheme)}", script), flag
+    assert "--serve-artifacts" in argv and "--serve-artifacts" in script
+    assert "--app-name basic-auth" in script and "basic-auth" in argv
+    # Users and permissions in PostgreSQL on both (a recreated container keeps them).
+    config = Path(environment.mlflow_env(distributed_settings)["MLFLOW_AUTH_CONFIG_PATH"])
+    assert "database_uri = postgresql+psycopg2://" in config.read_text()
+    assert "database_uri = postgresql+psycopg2://" in script
+    assert "CREATE DATABASE mlflow_auth" in (ROOT / "include/compose/postgres-init.sql").read_text()
