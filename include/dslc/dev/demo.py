@@ -313,7 +313,8 @@ def main() -> int:
     first_champion = {**cal.first_champion, "window_end": end.isoformat()}
     lake = get_lake()
     ok = True
-    with _phase(f"1/7 starting the embedded stack (state in {settings.state_dir})", "up"):
+    kind = "distributed" if stack.load_profile(settings) is not None else "embedded"
+    with _phase(f"1/7 starting the {kind} stack (state in {settings.state_dir})", "up"):
         stack.up()
     with _phase(
         f"2/7 landing {start}..{end} and {replay_start}..{replay_end} "

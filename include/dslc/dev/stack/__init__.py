@@ -17,6 +17,7 @@ One module per concern; the names callers use are re-exported here (``stack.up()
 from __future__ import annotations
 
 from dslc.dev.console import CliError, reported
+from dslc.dev.stack.distributed import load_profile
 from dslc.dev.stack.environment import (
     SERVICES,
     SIMPLE_AUTH_MANAGER,
@@ -50,6 +51,7 @@ __all__ = [
     "airflow_home",
     "down",
     "is_alive",
+    "load_profile",
     "log_path",
     "mlflow_credentials",
     "mlflow_env",
