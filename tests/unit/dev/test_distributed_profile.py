@@ -183,3 +183,28 @@ def test_worker_hostname_names_the_worker(monkeypatch: pytest.MonkeyPatch) -> No
     assert distributed.worker_hostname() == "worker-1@vm"
     monkeypatch.delenv("DSLC_WORKER_NAME")
     assert distributed.worker_hostname()
+
+
+def test_down_purges_a_stack_whose_objects_die_with_its_local_s3(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dslc.dev.stack import lifecycle
+
+    calls: list[str] = []
+    monkeypatch.setattr(lifecycle, "_down", lambda s, grace: calls.append("down"))
+    monkeypatch.setattr(lifecycle, "_purge", lambda s: calls.append("purge"))
+    lifecycle.down(settings=settings)
+    assert calls == ["down"]  # embedded: files stay
+    distributed.create_profile(settings)
+    calls.clear()
+    lifecycle.down(settings=settings)
+    assert calls == ["down", "purge"]
+    external = settings.model_copy(
+        update={"home": settings.state_dir / "ext", "s3_endpoint_url": "https://s3.example.com"}
+    )
+    distributed.create_profile(external)
+    calls.clear()
+    lifecycle.down(settings=external)
+    assert calls == ["down"]  # its own S3 keeps the objects: nothing dropped without --purge
+    lifecycle.down(settings=external, purge=True)
+    assert calls == ["down", "down", "purge"]

@@ -20,7 +20,6 @@ from dslc.dev.stack.distributed import (
     delete_queue,
     drop_databases,
     load_profile,
-    profile_path,
     redacted,
     stop_order,
 )
@@ -146,6 +145,12 @@ def _provision(
     check_redis(profile)
     elapsed = 0.0
     if "s3" in missing:
+        if (settings.state_dir / "airflow" / ".dslc-db-migrated").exists():
+            console.print(
+                "[yellow]The local S3 server was not running: it starts empty, so this "
+                "stack's lake and MLflow artifacts are gone while its databases still name "
+                "them. `dslc down` and `dslc up` start afresh.[/yellow]"
+            )
         started["s3"] = spawn(settings, "s3")
         console.print(f"Started s3 (pid {started['s3'].pid}), log: {log_path(settings, 's3')}")
         elapsed = wait_healthy(settings, console, timeout, {**alive, **started}, ["s3"])
@@ -197,10 +202,22 @@ def down(
 
     Only recorded processes that are still ours are signalled; pid files are removed. Idempotent.
     ``purge`` (distributed stack) also drops what ``up`` created on the servers: its databases,
-    its Celery queue and its bucket.
+    its Celery queue and its bucket. A distributed stack on its own local S3 server is always
+    purged: the server's objects are gone once it stops.
     """
     with reported():
         settings = settings or get_settings()
+        profile = load_profile(settings)
+        if profile is not None and profile.local_s3 and not purge:
+            # Its objects die with the local S3 server: databases that still named them would
+            # describe a lake and models that are gone.
+            make_console().print(
+                "The stack's local S3 server keeps the lake and MLflow's artifacts in memory, "
+                "so stopping it loses them: its databases and queue are dropped too, and the "
+                "next `dslc up` starts afresh (set DSLC_S3_ENDPOINT_URL for an S3 that keeps "
+                "them)."
+            )
+            purge = True
         _down(settings, grace)
         if purge:
             _purge(settings)
@@ -219,11 +236,8 @@ def _purge(settings: Settings) -> None:
     console.print(f"Deleted Celery queue {profile.queue} from Redis ({keys} keys)")
     dropped = drop_databases(profile)
     console.print(f"Dropped PostgreSQL databases {', '.join(dropped) or '(none left)'}")
-    for path in (
-        profile_path(settings),
-        settings.state_dir / "airflow" / ".dslc-db-migrated",
-    ):
-        path.unlink(missing_ok=True)
+    # The state dir keeps its profile (token, servers): the next `up` recreates all of it.
+    (settings.state_dir / "airflow" / ".dslc-db-migrated").unlink(missing_ok=True)
 
 
 def _down(settings: Settings, grace: float) -> None:
