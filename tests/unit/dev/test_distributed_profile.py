@@ -135,7 +135,7 @@ def test_workers_hold_no_metadata_db_url(settings: Settings) -> None:
     assert Path(backend).stat().st_mode & 0o077 == 0
     assert env["DSLC_WORKER_NAME"].startswith("worker-2@")
     argv = environment.command(settings, "worker-2")
-    assert argv[1:3] == ["celery", "worker"]
+    assert argv[1:5] == ["-m", "dslc.dev.preload", "celery", "worker"]
     assert argv[argv.index("--queues") + 1] == distributed.load_profile(settings).queue  # type: ignore[union-attr]
 
 

@@ -282,8 +282,12 @@ def command(settings: Settings, name: str) -> list[str]:
         port = str(profile.s3_port)
         return [executable("moto_server"), "--host", "127.0.0.1", "--port", port]
     if profile is not None and name.startswith(WORKER_PREFIX):
+        # Like the scheduler's LocalExecutor, Celery's pool forks the task processes from the
+        # worker: start it warm (and with the supervisor's prompt reaping; see preload).
         return [
-            executable("airflow"),
+            executable("python"),
+            "-m",
+            "dslc.dev.preload",
             "celery",
             "worker",
             "--queues",
