@@ -24,6 +24,7 @@ from airflow.sdk import Param, dag, task
 
 from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
+from dslc_airflow.notify import FailureNotifier
 from dslc_airflow.runs import check_conf
 
 _settings = get_settings()
@@ -43,6 +44,8 @@ _settings = get_settings()
         "retry_delay": dt.timedelta(seconds=30),
         # A conf key that is not a param fails the first task, naming the nearest param.
         "pre_execute": check_conf,
+        # A task failing for good e-mails DSLC_NOTIFY_EMAILS (a rolled-back deploy says so).
+        "on_failure_callback": FailureNotifier(),
     },
     params={
         "version": Param(

@@ -35,6 +35,7 @@ from airflow.sdk import Param, dag, task
 from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.notify import FailureNotifier, PromotionNotifier
 from dslc_airflow.runs import check_conf
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ _settings = get_settings()
         "retry_delay": dt.timedelta(seconds=30),
         # A conf key that is not a param below fails the first task, naming the nearest param.
         "pre_execute": check_conf,
+        # A task failing for good e-mails DSLC_NOTIFY_EMAILS (a rolled-back deploy says so).
+        "on_failure_callback": FailureNotifier(),
     },
     params={
         "window_end": Param(
@@ -221,7 +224,9 @@ def train() -> None:
                 lineage=assembled["lineage"],
             )
 
-    @task(pool=PROMOTE_POOL)  # 1 slot: no two promotions or deploys interleave
+    # 1 slot: no two promotions or deploys interleave. Its outcome (promoted or rejected) is
+    # e-mailed to DSLC_NOTIFY_EMAILS.
+    @task(pool=PROMOTE_POOL, on_success_callback=PromotionNotifier())
     def promote(assembled: Assembled, evaluated: Evaluated, registered: Registered) -> Promoted:
         """Gate, then move the champion alias (compare-and-swap) or record the rejection."""
         from dslc.model import registry
