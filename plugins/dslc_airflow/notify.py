@@ -149,12 +149,16 @@ class FailureNotifier(LifecycleNotifier):
         record = rollback_record(error)
         if record is not None:
             return notify.rollback(run, task_id=ti.task_id, record=record)
+        try_number = getattr(ti, "try_number", None)
+        # The task's log in the UI, on the same base URL as the run's link (ti.log_url would
+        # fall back to localhost:8080 where [api] base_url is unset).
+        log_url = notify.run_url(base_url(), ti.dag_id, ti.run_id, ti.task_id)
         return notify.failure(
             run,
             task_id=ti.task_id,
             error=describe(error),
-            try_number=getattr(ti, "try_number", None),
-            log_url=getattr(ti, "log_url", None),
+            try_number=try_number,
+            log_url=f"{log_url}?try_number={try_number}" if try_number else log_url,
         )
 
 

@@ -36,7 +36,7 @@ class FakeTI:
 
     def __init__(self, task_id: str, xcoms: dict[tuple[str, str], Any] | None = None) -> None:
         self.dag_id, self.run_id, self.task_id = "train", "manual__2013-03-01", task_id
-        self.try_number, self.log_url = 1, f"http://a/log/{task_id}"
+        self.try_number = 1
         self.xcoms = xcoms or {}
 
     def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
@@ -64,6 +64,10 @@ def test_a_failure_is_mailed_to_every_address_through_the_connection(smtp):
     assert "no published feature partitions in the window" in got.body
     # The run's link: Airflow's [api] base_url when set, else the stack's address.
     assert 'href="http://127.0.0.1:8080/dags/train/runs/manual__2013-03-01"' in got.body
+    assert (
+        'href="http://127.0.0.1:8080/dags/train/runs/manual__2013-03-01/tasks/assemble'
+        '?try_number=1"' in got.body
+    )
 
 
 def test_an_error_that_is_not_ours_is_named_by_its_type(smtp):
