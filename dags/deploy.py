@@ -13,6 +13,7 @@ Manual only: pick a registered version of the model in the form below. The task
 Every attempt leaves a record in the lake (`deployments/<model>/<UTC time>-v<version>.json`:
 who, when, which version, the smoke test) and in the version's `dslc.deployment` tag in MLflow.
 To roll back, deploy the version that served before (MLflow: the `previous_champion` alias).
+A failed, rolled-back deploy is e-mailed to `DSLC_NOTIFY_EMAILS` (when set).
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ the champion's ROC AUC on labelled recent rows fell by `auc_tolerance` from its 
 **Kill switch**, most specific wins: this run's `retrain` param (if set) > Airflow Variable
 `dslc_drift_retrain_enabled` (if it exists) > `DSLC_DRIFT_RETRAIN_ENABLED` (default true).
 Switched off, the monitor still scores, reports and decides; it just does not trigger.
+
+**Notifications** (when `DSLC_NOTIFY_EMAILS` is set): a triggered retrain is e-mailed with the
+reason, the most drifted features and the `train` run; so is a deploy `reconcile_deployment`
+rolled back, and a task failing for good.
 """
 
 from __future__ import annotations

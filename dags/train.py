@@ -22,6 +22,10 @@ a run triggered by hand or by the drift DAG fails on the same input instead. A c
 not one of the params below fails the first task at once, naming the param it was probably
 meant to be (`windw_days` -> `window_days`). Look in MLflow under the
 experiment `dslc-train` and the registered model (`flights_late` by default, `DSLC_MODEL_NAME`).
+
+Notifications (when `DSLC_NOTIFY_EMAILS` is set): `promote` e-mails its decision (promoted or
+rejected, with both ROC AUCs); a task failing for good e-mails the error, a deploy that rolled
+back says what failed and what serves now.
 """
 
 from __future__ import annotations
