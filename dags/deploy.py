@@ -13,6 +13,7 @@ Manual only: pick a registered version of the model in the form below. The task
 Every attempt leaves a record in the lake (`deployments/<model>/<UTC time>-v<version>.json`:
 who, when, which version, the smoke test) and in the version's `dslc.deployment` tag in MLflow.
 To roll back, deploy the version that served before (MLflow: the `previous_champion` alias).
+A failed, rolled-back deploy is e-mailed to `DSLC_NOTIFY_EMAILS` (when set).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from airflow.sdk import Param, dag, task
 
 from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
+from dslc_airflow.notify import FailureNotifier
 from dslc_airflow.runs import check_conf
 
 _settings = get_settings()
@@ -43,6 +45,8 @@ _settings = get_settings()
         "retry_delay": dt.timedelta(seconds=30),
         # A conf key that is not a param fails the first task, naming the nearest param.
         "pre_execute": check_conf,
+        # A task failing for good e-mails DSLC_NOTIFY_EMAILS (a rolled-back deploy says so).
+        "on_failure_callback": FailureNotifier(),
     },
     params={
         "version": Param(

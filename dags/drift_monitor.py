@@ -29,6 +29,10 @@ the champion's ROC AUC on labelled recent rows fell by `auc_tolerance` from its 
 **Kill switch**, most specific wins: this run's `retrain` param (if set) > Airflow Variable
 `dslc_drift_retrain_enabled` (if it exists) > `DSLC_DRIFT_RETRAIN_ENABLED` (default true).
 Switched off, the monitor still scores, reports and decides; it just does not trigger.
+
+**Notifications** (when `DSLC_NOTIFY_EMAILS` is set): a triggered retrain is e-mailed with the
+reason, the most drifted features and the `train` run; so is a deploy `reconcile_deployment`
+rolled back, and a task failing for good.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from airflow.sdk import Param, dag, task
 from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.notify import FailureNotifier, ReconcileNotifier, RetrainNotifier
 from dslc_airflow.operators import TriggerRunWithNote
 from dslc_airflow.runs import check_conf
 from dslc_airflow.sensors import PartitionSensor
@@ -62,6 +67,8 @@ _settings = get_settings()
         "retry_delay": dt.timedelta(seconds=30),
         # A conf key that is not a param fails the first task, naming the nearest param.
         "pre_execute": check_conf,
+        # A task failing for good e-mails DSLC_NOTIFY_EMAILS (a rolled-back deploy says so).
+        "on_failure_callback": FailureNotifier(),
     },
     params={
         # A week, not a day: one day holds a single day_of_week (PSI ~8 against any
@@ -130,8 +137,8 @@ def drift_monitor() -> None:
     wait = PartitionSensor(task_id="wait_for_features", dataset=_settings.dataset, retries=0)
 
     # In the promote pool: never side by side with a promote or a deploy it could mistake for
-    # a dead one.
-    @task(pool=PROMOTE_POOL)
+    # a dead one. A deploy it rolls back is e-mailed to DSLC_NOTIFY_EMAILS.
+    @task(pool=PROMOTE_POOL, on_success_callback=ReconcileNotifier())
     def reconcile_deployment(ti: Any = None) -> dict[str, Any]:
         """Repair a deploy killed half-way; fail if the service does not serve the champion."""
         from dslc_airflow.deploy import run_reconcile
@@ -284,6 +291,8 @@ def drift_monitor() -> None:
         wait_for_completion=False,
         # The run id is deterministic per (day, champion version): a re-run is a no-op.
         skip_when_already_exists=True,
+        # Why, what drifted, the train run: e-mailed to DSLC_NOTIFY_EMAILS.
+        on_success_callback=RetrainNotifier(),
     )
 
     @task

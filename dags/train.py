@@ -22,6 +22,10 @@ a run triggered by hand or by the drift DAG fails on the same input instead. A c
 not one of the params below fails the first task at once, naming the param it was probably
 meant to be (`windw_days` -> `window_days`). Look in MLflow under the
 experiment `dslc-train` and the registered model (`flights_late` by default, `DSLC_MODEL_NAME`).
+
+Notifications (when `DSLC_NOTIFY_EMAILS` is set): `promote` e-mails its decision (promoted or
+rejected, with both ROC AUCs); a task failing for good e-mails the error, a deploy that rolled
+back says what failed and what serves now.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from airflow.sdk import Param, dag, task
 from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.notify import FailureNotifier, PromotionNotifier
 from dslc_airflow.runs import check_conf
 
 if TYPE_CHECKING:
@@ -59,6 +64,8 @@ _settings = get_settings()
         "retry_delay": dt.timedelta(seconds=30),
         # A conf key that is not a param below fails the first task, naming the nearest param.
         "pre_execute": check_conf,
+        # A task failing for good e-mails DSLC_NOTIFY_EMAILS (a rolled-back deploy says so).
+        "on_failure_callback": FailureNotifier(),
     },
     params={
         "window_end": Param(
@@ -221,7 +228,9 @@ def train() -> None:
                 lineage=assembled["lineage"],
             )
 
-    @task(pool=PROMOTE_POOL)  # 1 slot: no two promotions or deploys interleave
+    # 1 slot: no two promotions or deploys interleave. Its outcome (promoted or rejected) is
+    # e-mailed to DSLC_NOTIFY_EMAILS.
+    @task(pool=PROMOTE_POOL, on_success_callback=PromotionNotifier())
     def promote(assembled: Assembled, evaluated: Evaluated, registered: Registered) -> Promoted:
         """Gate, then move the champion alias (compare-and-swap) or record the rejection."""
         from dslc.model import registry

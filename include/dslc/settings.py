@@ -173,6 +173,20 @@ class Settings(BaseSettings):
         default=True, description="Kill switch: false monitors without triggering retraining."
     )
 
+    # -- notifications (dslc.notify, the dslc_airflow notifiers) -----------------------------
+    notify_emails: str = Field(
+        default="",
+        description="Comma-separated e-mail addresses told about triggered retrains, promotions, "
+        "rejections, deploy rollbacks and failed tasks of train, drift_monitor and deploy. "
+        "Empty (the default): nothing is sent.",
+    )
+    smtp_conn_id: str = Field(
+        default="smtp_default",
+        min_length=1,
+        description="Airflow connection (SMTP provider, type 'smtp') the e-mails go through: "
+        "host, port, login, password, and the sender as its `from_email` extra.",
+    )
+
     # The distributed stack (`dslc up --distributed`): the servers it runs on. Each stack
     # creates its own databases, Celery queue and bucket there (`dslc down --purge` drops them).
     postgres_url: str = Field(
@@ -209,6 +223,14 @@ class Settings(BaseSettings):
             )
         return value.rstrip("/")
 
+    @field_validator("notify_emails")
+    @classmethod
+    def _check_notify_emails(cls, value: str) -> str:
+        from dslc.notify import parse_addresses
+
+        parse_addresses(value)  # raises naming the entry that is not an address
+        return value
+
     @model_validator(mode="after")
     def _usecase_defaults(self) -> Settings:
         if not self.dataset or not self.model_name:
@@ -228,6 +250,13 @@ class Settings(BaseSettings):
     def lake(self) -> str:
         """The lake's root URL."""
         return self.lake_url or f"file://{self.state_dir / 'lake'}"
+
+    @property
+    def notify_recipients(self) -> list[str]:
+        """The addresses notifications go to (empty: notifications are off)."""
+        from dslc.notify import parse_addresses
+
+        return parse_addresses(self.notify_emails)
 
     @property
     def airflow_url(self) -> str:

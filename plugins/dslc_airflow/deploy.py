@@ -127,9 +127,14 @@ def run_reconcile(ti: Any) -> dict[str, Any]:
         log.warning("%s run in flight; not failing: %s", " and ".join(in_flight), found["message"])
     else:
         log.info("%s", found["message"] or found["status"])
-    return {
+    interrupted = found["interrupted"] or {}
+    out = {
         "status": found["status"],
         "champion": found.get("champion"),
         "serving": found.get("serving"),
-        "interrupted": (found["interrupted"] or {}).get("action"),
+        "interrupted": interrupted.get("action"),
     }
+    if interrupted.get("action") == "rolled_back":
+        # The rolled-back deploy's record, for the notification (dslc_airflow.notify).
+        out["rolled_back"] = interrupted.get("record")
+    return out

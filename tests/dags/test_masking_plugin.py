@@ -38,3 +38,38 @@ def test_airflow_masks_our_names_in_rendered_values() -> None:
 
     for name in SECRET_ENV_NAMES:
         assert should_hide_value_for_key(name), name
+
+
+@pytest.mark.parametrize("form", ["json", "uri"])
+def test_running_task_masks_the_smtp_password_of_a_connection_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    import json
+
+    from airflow.sdk._shared.secrets_masker import redact
+    from airflow.sdk.listener import get_listener_manager
+
+    password = f"smtp-{secrets.token_hex(8)}"
+    monkeypatch.setenv("DSLC_SMTP_CONN_ID", "smtp_alerts")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_ALERTS",
+        json.dumps({"conn_type": "smtp", "host": "mail", "login": "u", "password": password})
+        if form == "json"
+        else f"smtp://u:{password}@mail:587",
+    )
+    line = f"sending with {password}"
+    assert password in redact(line)  # negative control: nothing looked the connection up
+    get_listener_manager().hook.on_task_instance_running(previous_state=None, task_instance=None)
+    assert redact(line) == "sending with ***"
+
+
+def test_a_malformed_smtp_connection_does_not_break_the_task_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow.sdk.listener import get_listener_manager
+
+    monkeypatch.delenv("DSLC_SMTP_CONN_ID", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", '{"conn_type": "smtp", "password": "pw-x')
+    get_listener_manager().hook.on_task_instance_running(previous_state=None, task_instance=None)
+    assert "could not parse the SMTP connection to mask its password (" in caplog.text
+    assert "pw-x" not in caplog.text

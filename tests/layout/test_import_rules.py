@@ -3,7 +3,7 @@ integrity test checks parsing: every ``import`` statement of every module, at mo
 inside a function or ``TYPE_CHECKING`` block, since an import hidden in a function is still a
 dependency.
 
-* the root modules (``settings``, ``errors``, ``lake``, ``usecase``) import no stage;
+* the root modules (``settings``, ``errors``, ``lake``, ``usecase``, ``notify``) import no stage;
 * a stage imports only root modules and earlier stages: data < model < serving < monitoring <
   deploy; it reads its use case through :mod:`dslc.usecase`, never a ``dslc.usecases`` package;
 * a use case package imports only root modules and ``dslc.usecases``;
@@ -26,7 +26,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "include" / "dslc"
 
-ROOT_MODULES = ("dslc", "dslc.settings", "dslc.errors", "dslc.lake", "dslc.usecase")
+ROOT_MODULES = (
+    "dslc",
+    "dslc.settings",
+    "dslc.errors",
+    "dslc.lake",
+    "dslc.usecase",
+    "dslc.notify",
+)
 STAGES = ("data", "model", "serving", "monitoring", "deploy")
 AIRFLOW_ALLOWED = {"dslc.dev.preload"}
 CLI_LIBRARIES = ("typer", "rich")

@@ -222,7 +222,7 @@ def deploy(
         uri = records.save(lake, c, record, started_at=started, seconds=time.monotonic() - t0)
         if uri is not None:  # else the intent stays: reconcile writes the record later
             records.clear_intent(lake, model_name)
-        raise DeployError(records.failure_message(record, uri)) from e
+        raise DeployError(records.failure_message(record, uri), record) from e
     step(recovery.RECORD)
     record["status"] = "deployed"
     records.save(lake, c, record, started_at=started, seconds=time.monotonic() - t0, strict=True)

@@ -202,8 +202,8 @@ def _repair(
     uri = records.save(lake, c, rec, started_at=_started(rec), seconds=_seconds(rec))
     records.clear_intent(lake, name)
     if not rb["ok"]:
-        raise DeployError(records.failure_message(rec, uri))
-    return {**done, "action": "rolled_back", "rollback": rb, "record_uri": uri}
+        raise DeployError(records.failure_message(rec, uri), rec)
+    return {**done, "action": "rolled_back", "rollback": rb, "record_uri": uri, "record": rec}
 
 
 def reconcile(

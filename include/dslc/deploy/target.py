@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from dslc.errors import UserError
 
 
 class DeployError(UserError):
-    """A deploy failed (and was rolled back); the message says what failed and what to do."""
+    """A deploy failed (and was rolled back); the message says what failed and what to do.
+
+    ``record``: the deployment record of a deploy that was rolled back (or whose rollback
+    failed), so a caller can tell a rollback from a deploy refused before anything moved.
+    """
+
+    def __init__(self, message: str, record: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 class Target(Protocol):

@@ -193,6 +193,8 @@ def test_failed_load_rolls_back_service_and_alias(lake, mlflow, smoke_result):
     assert stored["status"] == "rolled_back" and stored["stage"] == "rollout"
     assert f"Record: {stored['record_uri']}" in message
     assert json.loads(mlflow.versions["2"].tags[records.TAG])["status"] == "rolled_back"
+    # The error carries the record, so a notification can tell a rollback from a refusal.
+    assert err.value.record == stored
 
 
 def test_failed_smoke_test_rolls_back_and_keeps_the_comparison(lake, mlflow, smoke_result):
@@ -272,7 +274,7 @@ def test_failed_rollback_says_so_and_still_restores_the_alias(lake, mlflow, smok
     )
     assert mlflow.aliases["champion"] == "1"
     (stored,) = records.list_records(lake, MODEL)
-    assert stored["status"] == "rollback_failed"
+    assert stored["status"] == "rollback_failed" and err.value.record == stored
 
 
 def test_train_refuses_a_version_that_is_not_the_champion(lake, mlflow, smoke_result):
@@ -284,6 +286,7 @@ def test_train_refuses_a_version_that_is_not_the_champion(lake, mlflow, smoke_re
     assert "trigger the `deploy` DAG with version=2" in str(err.value)
     assert target.calls == [] and mlflow.calls == []
     assert records.list_records(lake, MODEL) == []
+    assert err.value.record is None  # refused before anything moved: nothing rolled back
 
 
 def test_unknown_version_changes_nothing(lake, mlflow, smoke_result):
@@ -433,6 +436,7 @@ def test_a_deploy_killed_at_a_step_is_rolled_back_by_reconcile(
     if smoke_fails:
         assert stored["stage"] == "smoke test" and "12 rows differ" in stored["error"]
     assert records.read_intent(lake, MODEL) is None
+    assert found["interrupted"]["record"] == stored  # for drift_monitor's notification
     # Reconciled once is reconciled: the next look finds everything in place.
     again = deploy.reconcile(MODEL, target=target, lake=lake)
     assert again["status"] == "in_sync" and again["interrupted"] is None

@@ -58,3 +58,21 @@ def test_a_run_in_flight_that_will_deploy_makes_it_a_warning(calls, dag_id, capl
     assert calls[0]["strict"] is False and calls[0]["repair"] is False
     assert out == {"status": "mismatch", "champion": "2", "serving": "1", "interrupted": None}
     assert f"{dag_id} run in flight; not failing: champion 2, serving 1" in caplog.text
+
+
+def test_a_rolled_back_interrupted_deploy_hands_its_record_on(monkeypatch, lake):
+    record = {"model": "m", "version": "2", "status": "rolled_back"}
+
+    def repaired(model_name: str, **kw: Any) -> dict[str, Any]:
+        interrupted = {"action": "rolled_back", "version": "2", "record": record}
+        return {
+            "status": "repaired",
+            "champion": "1",
+            "serving": "1",
+            "interrupted": interrupted,
+            "message": "local serves the champion of m: version 1",
+        }
+
+    monkeypatch.setattr(deploy, "reconcile", repaired)
+    out = glue.run_reconcile(FakeTI({}))
+    assert out["interrupted"] == "rolled_back" and out["rolled_back"] == record

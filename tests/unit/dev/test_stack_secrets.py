@@ -130,3 +130,16 @@ def test_up_prints_the_mlflow_login(settings: Settings) -> None:
     user, password = secrets.mlflow_credentials(settings)
     assert f"MLflow login   user {user}  password {password}" in text
     assert str(settings.state_dir / "secrets" / "mlflow.json") in text
+
+
+def test_the_smtp_connection_is_the_one_inherited_airflow_variable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", "smtp://u:pw@mail.example:587")
+    monkeypatch.setenv("AIRFLOW_CONN_OTHER", "http://x")
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "99")
+    env = environment.airflow_env(settings)
+    assert env["AIRFLOW_CONN_SMTP_DEFAULT"] == "smtp://u:pw@mail.example:587"
+    assert "AIRFLOW_CONN_OTHER" not in env and env["AIRFLOW__CORE__PARALLELISM"] == "4"
+    other = settings.model_copy(update={"smtp_conn_id": "smtp_alerts"})
+    assert "AIRFLOW_CONN_SMTP_DEFAULT" not in environment.airflow_env(other)

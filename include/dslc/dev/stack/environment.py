@@ -142,7 +142,8 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
     """The complete environment of the Airflow components (also usable by tests).
 
     Inherited ``AIRFLOW_*`` variables are dropped: the stack never picks up another
-    AIRFLOW_HOME or a test session's configuration by accident.
+    AIRFLOW_HOME or a test session's configuration by accident. The exception: the SMTP
+    connection of the notifications (``DSLC_SMTP_CONN_ID``), when the environment holds it.
     """
     settings = settings or get_settings()
     home = airflow_home(settings)
@@ -185,6 +186,11 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             "DSLC_SERVING_ADMIN_TOKEN": serving_token(settings),
         }
     )
+    # The one inherited AIRFLOW_* variable kept: the notifications' SMTP connection, if the
+    # shell gives it (`DSLC_NOTIFY_EMAILS=... AIRFLOW_CONN_SMTP_DEFAULT=... dslc up`).
+    smtp = f"AIRFLOW_CONN_{settings.smtp_conn_id.upper()}"
+    if os.environ.get(smtp):
+        env[smtp] = os.environ[smtp]
     profile = load_profile(settings)
     if profile is not None:
         env.update(_celery_env(settings, profile))
