@@ -45,6 +45,7 @@ from airflow.sdk import Param, dag, task
 from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.links import DriftReportLink, attach
 from dslc_airflow.notify import FailureNotifier, ReconcileNotifier, RetrainNotifier
 from dslc_airflow.operators import TriggerRunWithNote
 from dslc_airflow.runs import check_conf
@@ -202,9 +203,11 @@ def drift_monitor() -> None:
         """Render report.html, log the day to MLflow, and link both from this log."""
         import logging
 
+        from dslc import reports
         from dslc.monitoring import monitor as dm
         from dslc.monitoring import report as drift_report
         from dslc_airflow.lake import lake
+        from dslc_airflow.links import report_link
 
         lk = lake()
         day = str(ds)
@@ -220,6 +223,7 @@ def drift_monitor() -> None:
             "json": lk.uri(dm.report_key(day), dm.REPORT_JSON),
             "mlflow_run": f"{logged['tracking_uri']}/#/experiments/"
             f"{logged['experiment_id']}/runs/{logged['run_id']}",
+            "page": report_link(reports.drift_report_key(day)),
         }
         log = logging.getLogger("airflow.task")
         for what, link in links.items():
@@ -278,7 +282,8 @@ def drift_monitor() -> None:
     wait >> reconcile_deployment() >> computed
     # report and decide run side by side; the trigger waits for both, so the report the
     # train conf names exists before train starts.
-    reported = report(computed)  # type: ignore[arg-type]
+    # "Drift report": the day's report.html, served by the dslc_ui plugin.
+    reported = attach(report(computed), DriftReportLink())  # type: ignore[arg-type]
 
     trigger = TriggerRunWithNote(
         task_id="trigger_retraining",

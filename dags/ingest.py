@@ -29,6 +29,7 @@ from airflow.sdk import Asset, dag, task
 
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.links import ValidationResultLink, attach
 from dslc_airflow.runs import check_conf
 from dslc_airflow.sensors import LandingSensor
 
@@ -72,9 +73,16 @@ def ingest() -> None:
     @task
     def validate(ds: str | None = None) -> dict[str, Published]:
         """Run the expectation suites; publish raw/ or quarantine the input."""
-        from dslc.data import ingest
-        from dslc_airflow.lake import lake
+        import logging
 
+        from dslc import reports
+        from dslc.data import ingest
+        from dslc.settings import get_usecase
+        from dslc_airflow.lake import lake
+        from dslc_airflow.links import report_link
+
+        key = reports.validation_key(get_usecase().primary.name, str(ds))
+        logging.getLogger("airflow.task").info("validation result: %s", report_link(key))
         with no_retry_on():
             return ingest.validate_day(lake(), ds=str(ds))
 
@@ -91,7 +99,9 @@ def ingest() -> None:
         }
         return result
 
-    wait >> extract() >> validate() >> build_features()
+    # "Validation result": the day's Data Docs, served by the dslc_ui plugin.
+    validated = attach(validate(), ValidationResultLink())
+    wait >> extract() >> validated >> build_features()
 
 
 ingest()

@@ -39,6 +39,7 @@ from airflow.sdk import Param, dag, task
 from dslc.model.registry import PROMOTE_POOL
 from dslc.settings import get_settings
 from dslc_airflow.errors import no_retry_on
+from dslc_airflow.links import MlflowRunLink, ModelVersionLink, attach
 from dslc_airflow.notify import FailureNotifier, PromotionNotifier
 from dslc_airflow.runs import check_conf
 
@@ -282,12 +283,22 @@ def train() -> None:
 
     # The calls pass XComArgs where the tasks take their values (Airflow resolves them at run
     # time); Airflow's Task type cannot say so (apache/airflow#39514), hence the ignores.
+    # Extra links: "MLflow run" and "Model version" open MLflow on what the task produced.
     assembled = assemble()
-    trained = fit(assembled)  # type: ignore[arg-type]
-    evaluated = evaluate(assembled, trained)  # type: ignore[arg-type]
-    registered = register(assembled, trained)  # type: ignore[arg-type]
+    trained = attach(fit(assembled), MlflowRunLink())  # type: ignore[arg-type]
+    evaluated = attach(evaluate(assembled, trained), MlflowRunLink())  # type: ignore[arg-type]
+    registered = attach(
+        register(assembled, trained),  # type: ignore[arg-type]
+        MlflowRunLink(),
+        ModelVersionLink(),
+    )
     evaluated >> registered
-    deploy_champion(assembled, promote(assembled, evaluated, registered))  # type: ignore[arg-type]
+    promoted = attach(
+        promote(assembled, evaluated, registered),  # type: ignore[arg-type]
+        MlflowRunLink(),
+        ModelVersionLink(),
+    )
+    deploy_champion(assembled, promoted)  # type: ignore[arg-type]
 
 
 train()

@@ -5,7 +5,8 @@ before it, and knows its data only through :mod:`dslc.usecase`)::
 
     root        ``settings`` (DSLC_* settings, the selected use case), ``errors`` (the error
                 kinds tasks care about), ``lake`` (the lake: day partitions, atomic publish),
-                ``usecase`` (what a use case is), ``notify`` (the notifications' words)
+                ``usecase`` (what a use case is), ``notify`` (the notifications' words),
+                ``reports`` (the lake's reports the UI serves, the links to them and MLflow)
     data/       sources (the replayer), ingest (extract, validate, publish raw), validation
                 (Great Expectations, derived from the dataset descriptions), features
     model/      spec (the use case's model applied), split (the time split), profile (the

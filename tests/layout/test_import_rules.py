@@ -3,7 +3,8 @@ integrity test checks parsing: every ``import`` statement of every module, at mo
 inside a function or ``TYPE_CHECKING`` block, since an import hidden in a function is still a
 dependency.
 
-* the root modules (``settings``, ``errors``, ``lake``, ``usecase``, ``notify``) import no stage;
+* the root modules (``settings``, ``errors``, ``lake``, ``usecase``, ``notify``, ``reports``)
+  import no stage;
 * a stage imports only root modules and earlier stages: data < model < serving < monitoring <
   deploy; it reads its use case through :mod:`dslc.usecase`, never a ``dslc.usecases`` package;
 * a use case package imports only root modules and ``dslc.usecases``;
@@ -33,6 +34,7 @@ ROOT_MODULES = (
     "dslc.lake",
     "dslc.usecase",
     "dslc.notify",
+    "dslc.reports",
 )
 STAGES = ("data", "model", "serving", "monitoring", "deploy")
 AIRFLOW_ALLOWED = {"dslc.dev.preload"}
