@@ -119,36 +119,79 @@ def knobs(settings: Any) -> dict[str, Any]:
 # --- CPU around a phase ----------------------------------------------------------------------
 
 
-def cpu_sample(settings: Any) -> dict[str, float]:
-    """The machine's busy CPU seconds so far, and the scheduler process's own."""
+SHARED_SERVERS = ("postgres", "redis-server")
+
+
+def cpu_sample(settings: Any) -> dict[str, Any]:
+    """CPU seconds so far: the machine's busy time, each service's process tree, the scheduler
+    process alone, and the shared PostgreSQL and Redis servers (all their users).
+
+    A service's tree is its session (each service is started as a session leader), counting
+    every live process and, through ``children_*``, the children it has reaped: a task process
+    is counted once its executor has waited for it. On a shared machine the stacks' own CPU is
+    the figure that does not move with the neighbours' load.
+    """
     import psutil
 
     from dslc.dev import stack
 
     t = psutil.cpu_times()
+    records = stack.running(settings)
+    session_of = {r.pid: name for name, r in records.items()}
+    services = dict.fromkeys(records, 0.0)
+    shared = 0.0
+    scheduler = math.nan
+    for proc in psutil.process_iter(["name"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            name = session_of.get(os.getsid(proc.pid))
+            if name is None and proc.info["name"] not in SHARED_SERVERS:
+                continue
+            c = proc.cpu_times()
+            total = c.user + c.system + c.children_user + c.children_system
+            if name is None:
+                shared += total
+                continue
+            services[name] += total
+            if name == "scheduler" and proc.pid == records[name].pid:
+                scheduler = c.user + c.system
     idle = t.idle + getattr(t, "iowait", 0.0)
-    sample = {"busy": sum(t) - idle, "scheduler": math.nan}
-    record = stack.running(settings).get("scheduler")
-    if record is not None:
-        with contextlib.suppress(psutil.Error):
-            own = psutil.Process(record.pid).cpu_times()
-            sample["scheduler"] = own.user + own.system
-    return sample
+    return {"busy": sum(t) - idle, "services": services, "scheduler": scheduler, "shared": shared}
 
 
-def cpu_delta(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, Any]:
+def cpu_delta(before: dict[str, Any], after: dict[str, Any], wall: float) -> dict[str, Any]:
+    """What a phase of ``wall`` seconds cost in CPU, from two :func:`cpu_sample` s."""
     busy = after["busy"] - before["busy"]
+    services = {
+        k: round(v - before["services"].get(k, 0.0), 2) for k, v in after["services"].items()
+    }
+    stack_cpu = sum(services.values())
     scheduler = after["scheduler"] - before["scheduler"]
+    # Where the tasks ran: the Celery workers' trees, or the scheduler's (LocalExecutor forks
+    # its workers, and they the tasks, from the scheduler) less the scheduler process itself.
+    workers = [v for k, v in services.items() if k.startswith("worker-")]
+    tasks = sum(workers) if workers else services.get("scheduler", 0.0) - scheduler
+    shared = after["shared"] - before["shared"]
     cores = len(os.sched_getaffinity(0))
+
+    def per_wall(x: float) -> float | None:
+        return round(x / wall, 2) if wall > 0 else None
+
     return {
-        "machine_busy_cpu_s": round(busy, 1),
-        # Busy cores on average over the phase (of `cores`): near `cores`, the phase was CPU-bound.
-        "machine_busy_cores": round(busy / wall, 2) if wall > 0 else None,
         "cores": cores,
+        "machine_busy_cpu_s": round(busy, 1),
+        # Busy cores on average over the phase (of `cores`): near `cores`, it was CPU-bound.
+        "machine_busy_cores": per_wall(busy),
+        "stack_cpu_s": round(stack_cpu, 1),
+        "stack_cores": per_wall(stack_cpu),
+        "task_cpu_s": round(tasks, 1),
+        "service_cpu_s": services,
+        "shared_servers_cpu_s": round(shared, 1),
+        # Everything else on the machine meanwhile: the neighbours' load.
+        "others_cores": per_wall(max(busy - stack_cpu - shared, 0.0)),
         "scheduler_cpu_s": round(scheduler, 2),
         # The scheduler's own share of a core: its loop (and, on Celery, polling the result
         # backend) runs every idle-sleep whether or not there is work.
-        "scheduler_cores": round(scheduler / wall, 2) if wall > 0 else None,
+        "scheduler_cores": per_wall(scheduler),
     }
 
 
@@ -227,7 +270,8 @@ def gap_stats(rows: list[dict[str, float | None]]) -> dict[str, Any]:
 def task_stats(tis: list[dict[str, Any]]) -> dict[str, Any]:
     """Median duration per task id, and how many task slots the runs kept busy on average."""
     by_task: dict[str, list[float]] = {}
-    for ti in tis:
+    # In the order the tasks ran (a run's chain order), not the API's.
+    for ti in sorted(tis, key=lambda ti: ti.get("start_date") or ""):
         d = _duration(ti)
         if d is not None and ti.get("state") == "success":
             by_task.setdefault(ti["task_id"], []).append(d)
@@ -428,7 +472,8 @@ def bounds(stack: dict[str, Any], days: int) -> dict[str, Any]:
     * latency: each run is a chain, so at most ``min(days, backfill max_active_runs)`` runs
       progress at once, each taking (sum of its task times + tasks x the no-op chain's gap);
     * slots: the task slots (parallelism, workers x worker_concurrency) hold every task's time;
-    * cpu: the machine's cores hold every CPU second the phase burnt.
+    * cpu: the machine's cores hold every CPU second the stack's processes burnt (the shared
+      PostgreSQL and Redis servers, which other users share too, are left out).
     The largest is what limits the backfill; which one it is says what more days or more
     workers buy.
     """
@@ -440,7 +485,7 @@ def bounds(stack: dict[str, Any], days: int) -> dict[str, Any]:
     limits = {
         "latency": (task_s + n * gap) / concurrent_runs,
         "slots": b["busy_task_s"] / days / stack["task_slots"],
-        "cpu": b["machine_busy_cpu_s"] / days / b["cores"],
+        "cpu": b["stack_cpu_s"] / days / b["cores"],
     }
     binding = max(limits, key=lambda k: limits[k])
     return {
@@ -448,7 +493,8 @@ def bounds(stack: dict[str, Any], days: int) -> dict[str, Any]:
         "run_gap_s": round(n * gap, 2),
         "concurrent_runs": concurrent_runs,
         **{f"{k}_s_per_day": round(v, 2) for k, v in limits.items()},
-        "cpu_s_per_day_total": round(b["machine_busy_cpu_s"] / days, 2),
+        "cpu_s_per_day_total": round(b["stack_cpu_s"] / days, 2),
+        "task_cpu_s_per_day": round(b["task_cpu_s"] / days, 2),
         "binding": binding,
         "predicted_s_per_day": round(limits[binding], 2),
         "measured_s_per_day": b["s_per_day"],
@@ -469,25 +515,33 @@ def scaling_text(result: dict[str, Any]) -> str:
             f"{b['cpu_s_per_day']} s/day; measured {b['measured_s_per_day']} s/day "
             f"({b['binding']} binds)."
         )
-    d = result["distributed"]
+    e, d = result["embedded"], result["distributed"]
     runs_cap = d["ingest_backfill"]["backfill_max_active_runs"]
+    train_gaps = d["train"]["gaps"]
+    lines.append(
+        f"Task CPU per day: embedded {e['bounds']['task_cpu_s_per_day']} s, distributed "
+        f"{d['bounds']['task_cpu_s_per_day']} s: on a machine where the CPU bound binds, the "
+        "per-day ratio of the stacks is the ratio of their CPU per day, not of their gaps."
+    )
     lines.append(
         "Days: every bound is per day once min(days, max_active_runs) runs are in flight, so "
         "the wall time grows linearly with days, plus a ramp and a tail of about one run per "
         f"{_part_runs()}-run backfill part (`dslc backfill` runs a long window in parts). The "
         "gap adds tasks x gap to each run's latency but costs throughput only while fewer "
-        "runs than slots are active: a short window, or a max_active_runs=1 DAG "
-        "(drift_monitor, train), where each run pays it in full."
+        "runs than slots are active: a short window, or a max_active_runs=1 DAG such as "
+        f"train, whose run pays {train_gaps} gaps in full ({train_gaps} x "
+        f"{d['chain']['gap_median_s']} s distributed, {train_gaps} x "
+        f"{e['chain']['gap_median_s']} s embedded)."
     )
     lines.append(
-        "Workers: each Celery worker adds worker_concurrency (2) slots and 4 of parallelism, so "
-        "the slots bound falls as 1/workers; the CPU bound falls only with the cores the "
-        "workers bring (none here: both stacks share these 2 cores), and no bound falls "
-        f"below the latency one once the backfill's max_active_runs ({runs_cap}) runs are in "
-        "flight: raise that with the workers. The scheduler took "
-        f"{d['ingest_backfill']['scheduler_cores']} of a core during the distributed "
-        f"backfill ({result['embedded']['ingest_backfill']['scheduler_cores']} embedded), "
-        "a cost that grows with the runs in flight, not with the workers."
+        f"Workers: each Celery worker adds worker_concurrency ({d['worker_concurrency']}) "
+        f"slots and {d['parallelism'] // d['celery_workers']} of parallelism, so the slots "
+        "bound falls as 1/workers; the CPU bound falls only with the cores the workers bring "
+        "(none here: every process shares these cores), and no bound falls below the latency "
+        f"one once the backfill's max_active_runs ({runs_cap}) runs are in flight: raise that "
+        f"with the workers. The scheduler process took {d['ingest_backfill']['scheduler_cores']} "
+        f"of a core during the distributed backfill ({e['ingest_backfill']['scheduler_cores']} "
+        "embedded), a cost that grows with the runs and tasks in flight, not with the workers."
     )
     return "\n".join(lines)
 
@@ -526,11 +580,7 @@ def run(small: bool = False) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     emb, dist = result["embedded"], result["distributed"]
     rows: list[tuple[str, Any, Any]] = [
-        (
-            "executor / metadata DB",
-            f"{emb['executor']}/{emb['database']}",
-            f"{dist['executor']}/{dist['database']}",
-        ),
+        ("executor / metadata DB", _stack_label(emb), _stack_label(dist)),
         ("task slots", emb["task_slots"], dist["task_slots"]),
         ("stack up (s)", emb["up_s"], dist["up_s"]),
     ]
@@ -563,8 +613,8 @@ def table(result: dict[str, Any]) -> str:
             )
         )
     width = max(len(r[0]) for r in rows)
-    head = f"{'':<{width}}  {'embedded':>20}  {'distributed':>20}"
-    body = [f"{n:<{width}}  {_fmt(e):>20}  {_fmt(d):>20}" for n, e, d in rows]
+    head = f"{'':<{width}}  {'embedded':>22}  {'distributed':>22}"
+    body = [f"{n:<{width}}  {_fmt(e):>22}  {_fmt(d):>22}" for n, e, d in rows]
     meets = ", ".join(f"{k}={v}" for k, v in result["meets"].items())
     tail = [
         f"{result['days']}-day ingest backfill per day, Celery/embedded: "
@@ -582,13 +632,24 @@ BACKFILL_ROWS = (
     ("  median run (s)", "run_median_s"),
     ("  gap median / p90 (s)", ("gap_median_s", "gap_p90_s")),
     ("  mean busy slots", "mean_busy_slots"),
-    ("  machine busy cores", "machine_busy_cores"),
-    ("  scheduler cores", "scheduler_cores"),
+    ("  stack CPU (s)", "stack_cpu_s"),
+    ("  of which tasks (s)", "task_cpu_s"),
+    ("  scheduler process (s)", "scheduler_cpu_s"),
+    ("  PostgreSQL + Redis, all users (s)", "shared_servers_cpu_s"),
+    (
+        "  busy cores: machine / stack / others",
+        ("machine_busy_cores", "stack_cores", "others_cores"),
+    ),
 )
 TRAIN_ROWS = (
     ("train run (s)", "run_s"),
     ("train wall, client (s)", "wall_s"),
     ("  gap median (s)", "gap_median_s"),
+    ("  stack CPU (s)", "stack_cpu_s"),
+    (
+        "  busy cores: machine / stack / others",
+        ("machine_busy_cores", "stack_cores", "others_cores"),
+    ),
 )
 CHAIN_ROWS = (
     ("no-op chain run, median (s)", "run_median_s"),
@@ -596,7 +657,7 @@ CHAIN_ROWS = (
     ("  no-op task, median (s)", "task_median_s"),
     ("  gap median / p90 (s)", ("gap_median_s", "gap_p90_s")),
     ("  last task -> run end (s)", "tail_median_s"),
-    ("  scheduler cores", "scheduler_cores"),
+    ("  scheduler process, cores", "scheduler_cores"),
 )
 
 
@@ -613,6 +674,10 @@ def _rows(result: dict[str, Any], phase: str, spec: tuple[Any, ...]) -> list[tup
             )
         )
     return out
+
+
+def _stack_label(stack: dict[str, Any]) -> str:
+    return f"{stack['executor'].removesuffix('Executor')}/{stack['database'].split('+')[0]}"
 
 
 def _fmt(value: Any) -> str:
