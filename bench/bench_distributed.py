@@ -7,7 +7,9 @@ them, train once on them, then run a chain of ten no-op tasks (``bench/dags/noop
 with the client's wall clock beside them. The per-task gap is a task's start minus the latest
 end of its upstream tasks (task instances' dates, from the API), split into the scheduler
 noticing (upstream end -> ``scheduled``), queueing (-> ``queued``) and the executor starting it
-(-> start). The machine's busy CPU and the scheduler's own CPU are sampled around each phase.
+(-> start). CPU is counted around each phase: the machine's, the stack's own (its services'
+process trees, which the neighbours' load on a shared machine does not move), the scheduler
+process's, and the shared PostgreSQL and Redis servers'.
 
 The chain DAG never enters ``dags/``: each stack runs on a temporary project root
 (``DSLC_PROJECT_ROOT``) whose ``dags/`` links the real DAG files and the chain, and whose
@@ -26,6 +28,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -263,7 +266,10 @@ def gap_stats(rows: list[dict[str, float | None]]) -> dict[str, Any]:
     for key in ("gap_s", "notice_s", "queue_s", "start_s"):
         values = [r[key] for r in rows if r[key] is not None]
         stats[f"{key[:-2]}_median_s"] = pct(values, 0.5)
-    stats["gap_p90_s"] = pct([r["gap_s"] for r in rows], 0.9)
+    values = [r["gap_s"] for r in rows if r["gap_s"] is not None]
+    stats["gap_p90_s"] = pct(values, 0.9)
+    # A chain's run time follows the mean, which a few long gaps move and the median hides.
+    stats["gap_mean_s"] = round(statistics.fmean(values), 3) if values else None
     return stats
 
 
@@ -413,6 +419,7 @@ def noop_chain(client: Any, settings: Any, runs: int) -> dict[str, Any]:
         "lead_median_s": pct([r["lead_s"] for r in runs_out], 0.5),
         "tail_median_s": pct([r["tail_s"] for r in runs_out], 0.5),
         **gap_stats(rows),
+        "gap_values_s": [round(r["gap_s"], 3) for r in rows if r["gap_s"] is not None],
         **cpu_delta(before, after=cpu_sample(settings), wall=wall),
     }
 
@@ -470,7 +477,8 @@ def bounds(stack: dict[str, Any], days: int) -> dict[str, Any]:
     """Three lower bounds on a backfill's seconds per day, from this stack's measured figures.
 
     * latency: each run is a chain, so at most ``min(days, backfill max_active_runs)`` runs
-      progress at once, each taking (sum of its task times + tasks x the no-op chain's gap);
+      progress at once, each taking (sum of its task times + tasks x the no-op chain's mean
+      gap);
     * slots: the task slots (parallelism, workers x worker_concurrency) hold every task's time;
     * cpu: the machine's cores hold every CPU second the stack's processes burnt (the shared
       PostgreSQL and Redis servers, which other users share too, are left out).
@@ -479,7 +487,7 @@ def bounds(stack: dict[str, Any], days: int) -> dict[str, Any]:
     """
     b = stack["ingest_backfill"]
     task_s = sum(v for v in b["task_median_s"].values() if v is not None)
-    gap = stack["chain"]["gap_median_s"] or 0.0
+    gap = stack["chain"]["gap_mean_s"] or 0.0
     n = b["tasks_per_run"]
     concurrent_runs = min(days, b["backfill_max_active_runs"] or days)
     limits = {
@@ -508,7 +516,7 @@ def scaling_text(result: dict[str, Any]) -> str:
         s, b = result[name], result[name]["bounds"]
         lines.append(
             f"{name}: a run is {b['run_task_s']} s of tasks + {b['run_gap_s']} s of gaps "
-            f"({s['ingest_backfill']['tasks_per_run']} x {s['chain']['gap_median_s']} s); "
+            f"({s['ingest_backfill']['tasks_per_run']} x {s['chain']['gap_mean_s']} s mean gap); "
             f"{b['concurrent_runs']} runs at once -> latency bound {b['latency_s_per_day']} "
             f"s/day; {s['task_slots']} slots -> {b['slots_s_per_day']} s/day; "
             f"{b['cpu_s_per_day_total']} CPU s/day on {s['ingest_backfill']['cores']} cores -> "
@@ -530,8 +538,8 @@ def scaling_text(result: dict[str, Any]) -> str:
         "gap adds tasks x gap to each run's latency but costs throughput only while fewer "
         "runs than slots are active: a short window, or a max_active_runs=1 DAG such as "
         f"train, whose run pays {train_gaps} gaps in full ({train_gaps} x "
-        f"{d['chain']['gap_median_s']} s distributed, {train_gaps} x "
-        f"{e['chain']['gap_median_s']} s embedded)."
+        f"{d['chain']['gap_mean_s']} s distributed, {train_gaps} x "
+        f"{e['chain']['gap_mean_s']} s embedded, means of the no-op chain)."
     )
     lines.append(
         f"Workers: each Celery worker adds worker_concurrency ({d['worker_concurrency']}) "
@@ -567,10 +575,19 @@ def run(small: bool = False) -> dict[str, Any]:
         dist["ingest_backfill"]["s_per_day"] / emb["ingest_backfill"]["s_per_day"], 3
     )
     result["train_ratio"] = round(dist["train"]["run_s"] / emb["train"]["run_s"], 3)
-    result["gap_ratio"] = round(dist["chain"]["gap_median_s"] / emb["chain"]["gap_median_s"], 3)
+    # Load-independent companions of the per-day ratio: the stacks' own CPU per day.
+    for key in ("stack_cpu_s", "task_cpu_s"):
+        result[f"celery_vs_embedded_{key}"] = round(
+            dist["ingest_backfill"][key] / emb["ingest_backfill"][key], 3
+        )
+    for key in ("median", "p90", "mean"):
+        result[f"gap_{key}_ratio"] = round(
+            dist["chain"][f"gap_{key}_s"] / emb["chain"][f"gap_{key}_s"], 3
+        )
     result["meets"] = {
         "celery_not_slower_per_day": result["celery_vs_embedded_per_day"] <= 1.0,
-        "gap_postgres_le_sqlite": result["gap_ratio"] <= 1.0,
+        # Not worse in the middle nor in the tail.
+        "gap_postgres_le_sqlite": max(result["gap_median_ratio"], result["gap_p90_ratio"]) <= 1.0,
     }
     result["meets_target"] = not small and all(result["meets"].values())
     result["scaling"] = scaling_text(result)
@@ -618,8 +635,11 @@ def table(result: dict[str, Any]) -> str:
     meets = ", ".join(f"{k}={v}" for k, v in result["meets"].items())
     tail = [
         f"{result['days']}-day ingest backfill per day, Celery/embedded: "
-        f"{result['celery_vs_embedded_per_day']}x; train run {result['train_ratio']}x; "
-        f"no-op chain gap PostgreSQL/SQLite {result['gap_ratio']}x ({meets})",
+        f"{result['celery_vs_embedded_per_day']}x (stack CPU per day "
+        f"{result['celery_vs_embedded_stack_cpu_s']}x, task CPU "
+        f"{result['celery_vs_embedded_task_cpu_s']}x); train run {result['train_ratio']}x; "
+        f"no-op chain gap PostgreSQL/SQLite median {result['gap_median_ratio']}x, p90 "
+        f"{result['gap_p90_ratio']}x, mean {result['gap_mean_ratio']}x ({meets})",
         result["scaling"],
     ]
     return "\n".join([head, *body, *tail])
@@ -630,7 +650,7 @@ BACKFILL_ROWS = (
     ("ingest backfill wall, client (s)", "wall_s"),
     ("ingest backfill s/day", "s_per_day"),
     ("  median run (s)", "run_median_s"),
-    ("  gap median / p90 (s)", ("gap_median_s", "gap_p90_s")),
+    ("  gap median / p90 / mean (s)", ("gap_median_s", "gap_p90_s", "gap_mean_s")),
     ("  mean busy slots", "mean_busy_slots"),
     ("  stack CPU (s)", "stack_cpu_s"),
     ("  of which tasks (s)", "task_cpu_s"),
@@ -655,7 +675,7 @@ CHAIN_ROWS = (
     ("no-op chain run, median (s)", "run_median_s"),
     ("  run start -> first task (s)", "lead_median_s"),
     ("  no-op task, median (s)", "task_median_s"),
-    ("  gap median / p90 (s)", ("gap_median_s", "gap_p90_s")),
+    ("  gap median / p90 / mean (s)", ("gap_median_s", "gap_p90_s", "gap_mean_s")),
     ("  last task -> run end (s)", "tail_median_s"),
     ("  scheduler process, cores", "scheduler_cores"),
 )
