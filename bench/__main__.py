@@ -30,6 +30,7 @@ BENCHES = {
     "drift": "bench.bench_drift",
     "stack": "bench.bench_stack",
     "serving": "bench.bench_serving",
+    "distributed": "bench.bench_distributed",
 }
 
 

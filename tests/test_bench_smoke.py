@@ -180,3 +180,61 @@ def test_serving_bench_small() -> None:
     assert isinstance(result["meets_target"], bool)
     assert "identical predictions" in bench_serving.table(result)
     json.dumps(result)
+
+
+@pytest.mark.e2e
+@pytest.mark.distributed
+def test_distributed_bench_small() -> None:
+    from bench import bench_distributed as b7
+
+    result = b7.run(small=True)
+
+    assert result["benchmark"] == "B7 distributed" and result["days"] == b7.SMALL_DAYS
+    for name, executor, database in (
+        ("embedded", "LocalExecutor", "sqlite"),
+        ("distributed", "CeleryExecutor", "postgresql+psycopg2"),
+    ):
+        stack = result[name]
+        assert (stack["executor"], stack["database"]) == (executor, database), name
+        backfill = stack["ingest_backfill"]
+        assert backfill["ok"] is True and backfill["states"] == ["success"], name
+        assert backfill["runs"] == b7.SMALL_DAYS, name
+        assert set(backfill["task_median_s"]) == {
+            "wait_for_landing",
+            "extract",
+            "validate",
+            "build_features",
+        }, name
+        # Every task after the first of a run has a gap: 3 per 4-task ingest run.
+        assert backfill["gaps"] == 3 * b7.SMALL_DAYS, name
+        assert stack["train"]["state"] == "success", name
+        chain = stack["chain"]
+        assert chain["states"] == ["success"] * b7.SMALL_CHAIN_RUNS, name
+        assert chain["tasks"] == 10 and chain["gaps"] == 9 * b7.SMALL_CHAIN_RUNS, name
+        for key in ("gap_median_s", "gap_p90_s", "gap_mean_s", "notice_median_s"):
+            assert isinstance(chain[key], float), (name, key)
+        assert len(chain["gap_values_s"]) == chain["gaps"], name
+        assert chain["gap_median_s"] <= chain["gap_p90_s"], name
+        assert stack["bounds"]["binding"] in ("latency", "slots", "cpu"), name
+        # The stack's own CPU is counted where its tasks run.
+        assert backfill["task_cpu_s"] > 0 and backfill["stack_cpu_s"] >= backfill["task_cpu_s"]
+    assert result["distributed"]["lake"] == "s3" and result["embedded"]["lake"] == "file"
+    assert result["distributed"]["task_slots"] == 4  # 2 workers x worker_concurrency 2
+    assert result["meets_target"] is False  # never claimed on small inputs
+    assert "Workers:" in result["scaling"]
+    assert "no-op chain run" in b7.table(result)
+    json.dumps(result)
+
+
+def test_distributed_bench_keeps_its_dag_out_of_dags(tmp_path: Path) -> None:
+    from bench import bench_distributed as b7
+
+    root = b7.project_root(tmp_path / "project")
+
+    linked = sorted(p.name for p in (root / "dags").iterdir())
+    real = sorted(p.name for p in (ROOT / "dags").glob("*.py"))
+    assert linked == sorted([*real, b7.CHAIN_FILE.name])
+    for name in real:
+        assert (root / "dags" / name).resolve() == (ROOT / "dags" / name).resolve()
+    assert (root / "plugins").resolve() == (ROOT / "plugins").resolve()
+    assert b7.CHAIN_FILE.name not in real  # the project's dags/ never holds the chain
