@@ -17,7 +17,11 @@ for such a day waits as usual. The DAG takes no params: a run with any conf key 
 
 Every step is idempotent for its day: clearing or backfilling gives the same bytes.
 Bad data fails without retries (it would fail the same way again); fix the input and land the
-day again, then clear the run. Backfill with `dslc backfill ingest --start ... --end ...`.
+day again, then clear the run. An object store that does not answer fails the call in under a
+minute, naming its endpoint, and the task is retried twice, after about 20 s and then 40 s;
+a partition is visible only once complete (its `_SUCCESS` manifest), so a failed day shows
+nothing half-written: clear its failed tasks once the store is back.
+Backfill with `dslc backfill ingest --start ... --end ...`.
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ FEATURES = Asset(name=f"dslc_features_{_dataset}", uri=f"dslc://lake/features/{_
     default_args={
         "owner": "dslc",
         "retries": 2,
+        # 20 s, then 40 s (each up to twice that, jittered per task): an object store or
+        # service that is down gets time to come back before the last try.
         "retry_delay": dt.timedelta(seconds=20),
+        "retry_exponential_backoff": 2.0,
         # A conf key that is not a param fails the first task, naming the nearest param.
         "pre_execute": check_conf,
     },

@@ -31,9 +31,11 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from dslc.errors import ConfigError, UserError
+from dslc.errors import ConfigError, ServiceUnavailableError, UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
     from fsspec import AbstractFileSystem
 
@@ -42,6 +44,21 @@ MANIFEST = "_SUCCESS"
 
 class PartitionNotFoundError(UserError, FileNotFoundError):
     """A partition has no published manifest."""
+
+
+class LakeUnavailableError(ServiceUnavailableError):
+    """The lake's object store did not answer (down, frozen, unreachable): retrying may work."""
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the object store could not be reached or did not answer in time
+    (botocore's connect/read timeouts and connection errors, as s3fs raises them)."""
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+    except ImportError:  # no S3 support installed: no S3 lake either
+        return False
+    return isinstance(error, BotoConnectionError | HTTPClientError)
 
 
 @dataclass(frozen=True)
@@ -139,6 +156,21 @@ class Lake:
     def __repr__(self) -> str:
         return f"Lake({self.url!r})"
 
+    @contextlib.contextmanager
+    def _reaching(self, action: str, path: str) -> Iterator[None]:
+        """Turn "the store did not answer" into a :class:`LakeUnavailableError` naming it."""
+        try:
+            yield
+        except Exception as e:
+            if not _unreachable(e):
+                raise
+            endpoint = getattr(self.fs, "endpoint_url", None) or "its default endpoint"
+            raise LakeUnavailableError(
+                f"the lake's object store ({self.protocol}, {endpoint}) did not answer while "
+                f"trying to {action} {self.protocol}://{path}: {e}. Check that the store is up and "
+                "reachable; a task is retried, or clear it once the store is back."
+            ) from e
+
     # -- paths ---------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
         """A filesystem path (no scheme) under the lake root."""
@@ -155,19 +187,23 @@ class Lake:
 
     # -- small object I/O -------------------------------------------------------------------
     def exists(self, *parts: str) -> bool:
-        return bool(self.fs.exists(self.path(*parts)))
+        p = self.path(*parts)
+        with self._reaching("look for", p):
+            return bool(self.fs.exists(p))
 
     def ls(self, *parts: str) -> list[str]:
         """Names (not paths) directly under a prefix; empty if it does not exist."""
         p = self.path(*parts)
         try:
-            entries = self.fs.ls(p, detail=False)
+            with self._reaching("list", p):
+                entries = self.fs.ls(p, detail=False)
         except FileNotFoundError:
             return []
         return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
     def read_bytes(self, *parts: str) -> bytes:
-        with self.fs.open(self.path(*parts), "rb") as fh:
+        p = self.path(*parts)
+        with self._reaching("read", p), self.fs.open(p, "rb") as fh:
             data: bytes = fh.read()
         return data
 
@@ -178,7 +214,8 @@ class Lake:
         """
         target = self.path(*parts)
         if self.protocol != "file":
-            self.fs.pipe_file(target, data)  # one PUT: atomic on object stores
+            with self._reaching("write", target):
+                self.fs.pipe_file(target, data)  # one PUT: atomic on object stores
             return
         parent = target.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
@@ -203,8 +240,9 @@ class Lake:
     def delete(self, *parts: str) -> None:
         """Remove a key or prefix if present."""
         p = self.path(*parts)
-        if self.fs.exists(p):
-            self.fs.rm(p, recursive=True)
+        with self._reaching("delete", p):
+            if self.fs.exists(p):
+                self.fs.rm(p, recursive=True)
 
     def move(self, src: str, dst: str) -> None:
         """Move every object under prefix ``src`` to prefix ``dst`` (copy, then delete)."""

@@ -1,6 +1,6 @@
 """The lake on a real S3 API (moto_server), reached the way tasks reach it.
 
-``dslc_airflow.lake.lake()`` builds the filesystem through ``ObjectStoragePath`` and the amazon
+``dslc_airflow.lake.lake()`` builds the filesystem through ``airflow.sdk.io`` and the amazon
 provider's ``aws`` connection (here from ``AIRFLOW_CONN_LAKE_S3``), outside any task context.
 What lands on the server is checked with boto3 directly, not through the code under test.
 """

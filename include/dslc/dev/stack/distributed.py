@@ -37,6 +37,14 @@ LAKE_CONN_ID = "lake_s3"
 REGION = "us-east-1"
 # Stop after Airflow's components, before MLflow: the workers may finish a task on stop.
 WORKER_PREFIX = "worker-"
+# The lake's S3 client on this stack: its S3 is on loopback and answers in milliseconds, so a
+# call left unanswered for 5 s (twice) means the server is down or frozen; the task then
+# fails within seconds and Airflow's retries (with backoff, a line each in the UI) take over.
+LAKE_S3_CLIENT_CONFIG = {
+    "connect_timeout": 2,
+    "read_timeout": 5,
+    "retries": {"mode": "standard", "total_max_attempts": 2},
+}
 
 
 @dataclass(frozen=True)
@@ -205,11 +213,20 @@ def s3_credentials(settings: Settings, generated: Any) -> tuple[str, str]:
 
 
 def lake_connection(profile: Profile, key_id: str, secret: str) -> str:
-    """``AIRFLOW_CONN_LAKE_S3``: the amazon provider's ``aws`` connection to the stack's S3."""
-    endpoint = quote(profile.s3_endpoint, safe="")
+    """``AIRFLOW_CONN_LAKE_S3``: the amazon provider's ``aws`` connection to the stack's S3.
+
+    Its ``config_kwargs`` (botocore's Config) bound each S3 call tighter than the defaults of
+    ``dslc_airflow.lake`` (which are for a remote store): see :data:`LAKE_S3_CLIENT_CONFIG`.
+    """
+    extra = {
+        "endpoint_url": profile.s3_endpoint,
+        "region_name": REGION,
+        "config_kwargs": LAKE_S3_CLIENT_CONFIG,
+    }
+    # A nested extra only fits a connection URI as JSON in its ``__extra__`` query parameter.
     return (
         f"aws://{quote(key_id, safe='')}:{quote(secret, safe='')}@/"
-        f"?endpoint_url={endpoint}&region_name={REGION}"
+        f"?__extra__={quote(json.dumps(extra, sort_keys=True), safe='')}"
     )
 
 

@@ -210,6 +210,11 @@ def _celery_env(settings: Settings, profile: Profile) -> dict[str, str]:
             profile.airflow_db, "db+postgresql+psycopg2"
         ),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        # A task whose worker died (killed, OOM, machine lost) is seen only by its missing
+        # heartbeats: the scheduler fails it (and Airflow retries it) after this many seconds,
+        # 300 by default. The task's supervisor heartbeats every 5 s ([workers]
+        # min_heartbeat_interval), so 60 s is 12 missed beats, not a slow api-server.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         # Tasks go to this stack's queue; its workers consume only that one.
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": profile.queue,
         "AIRFLOW__CELERY__DEFAULT_QUEUE": profile.queue,

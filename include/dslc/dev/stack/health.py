@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 # How often `up` polls the health endpoints while waiting.
 _POLL_SECONDS = 1.0
+# A Celery worker logs that it is ready within its first few dozen lines after a start.
+_READY_WITHIN_BYTES = 256 * 1024
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -99,16 +101,28 @@ def probe(settings: Settings) -> dict[str, bool]:
 
 
 def _worker_ready(settings: Settings, name: str) -> bool:
-    """Whether Celery worker ``name`` said it is ready since its last start (its log's last
-    ``dslc up`` header is followed by Celery's ``celery@<host> ready.``)."""
+    """Whether Celery worker ``name`` said it is ready since its last start: Celery's
+    ``celery@<host> ready.`` in its log after the ``dslc up`` header of that start.
+
+    Read from where that start's part of the log begins (recorded with the pid), not from the
+    end: a busy worker logs a line per task, and the ready line soon falls out of any tail.
+    """
     from dslc.dev.stack.processes import read_record, tail
 
     record = read_record(settings, name)
     if record is None or not is_alive(record):
         return False
-    text = tail(log_path(settings, name), lines=400)
-    since = text.rsplit(f"dslc up: {name}", 1)[-1]
-    return f"{name}@" in since and " ready." in since
+    path = log_path(settings, name)
+    if record.log_offset is None:  # a record written before offsets were: the tail it is
+        text = tail(path, lines=400).rsplit(f"dslc up: {name}", 1)[-1]
+    else:
+        try:
+            with path.open("rb") as fh:
+                fh.seek(record.log_offset)
+                text = fh.read(_READY_WITHIN_BYTES).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return False
+    return f"{name}@" in text and " ready." in text
 
 
 def wait_healthy(

@@ -40,6 +40,8 @@ class ProcessRecord:
     pid: int
     create_time: float
     argv: tuple[str, ...]
+    log_offset: int | None = None
+    """Where this start's part of the service's log begins (None in records of older stacks)."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -48,6 +50,7 @@ class ProcessRecord:
                 "pid": self.pid,
                 "create_time": self.create_time,
                 "argv": list(self.argv),
+                "log_offset": self.log_offset,
             }
         )
 
@@ -67,6 +70,7 @@ def read_record(settings: Settings, name: str) -> ProcessRecord | None:
             pid=int(data["pid"]),
             create_time=float(data["create_time"]),
             argv=tuple(data.get("argv", ())),
+            log_offset=None if data.get("log_offset") is None else int(data["log_offset"]),
         )
     except FileNotFoundError:
         return None
@@ -136,6 +140,7 @@ def spawn(settings: Settings, name: str) -> ProcessRecord:
     log = log_path(settings, name)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
+        offset = out.tell()
         out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} dslc up: {name}\n".encode())
         out.flush()
         proc = subprocess.Popen(
@@ -149,7 +154,7 @@ def spawn(settings: Settings, name: str) -> ProcessRecord:
         )
     _CHILDREN[proc.pid] = proc
     created = create_time(proc.pid)
-    record = ProcessRecord(name, proc.pid, created or time.time(), tuple(argv))
+    record = ProcessRecord(name, proc.pid, created or time.time(), tuple(argv), offset)
     path = pid_path(settings, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(record.to_json() + "\n")
