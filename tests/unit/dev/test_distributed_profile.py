@@ -115,7 +115,7 @@ def test_airflow_runs_celery_on_postgres_with_the_lake_on_s3(settings: Settings)
     assert env["DSLC_LAKE_URL"] == profile.lake_url
     assert env["DSLC_LAKE_CONN_ID"] == "lake_s3"
     conn = env["AIRFLOW_CONN_LAKE_S3"]
-    assert conn.startswith("aws://") and "endpoint_url=http%3A%2F%2F127.0.0.1%3A19000" in conn
+    assert conn.startswith("aws://") and "http%3A%2F%2F127.0.0.1%3A19000" in conn
     _key_id, secret = environment.s3_credentials(settings)
     assert secret in conn and len(secret) >= 32
     # The S3 secret's names are masked in task logs.
