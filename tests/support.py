@@ -19,6 +19,19 @@ if TYPE_CHECKING:
     from dslc.settings import Settings
 
 
+# The demo's story, shortened, as the e2e and distributed suites run it: three weeks of January
+# through a REST backfill of `ingest`, the first champion trained and deployed, four days of
+# June replayed, scored and monitored until drift triggers a retrain.
+SHORT_STORY = {
+    "DSLC_DEMO_START": "2013-01-01",
+    "DSLC_DEMO_END": "2013-01-21",
+    "DSLC_DEMO_REPLAY_START": "2013-06-01",
+    "DSLC_DEMO_REPLAY_END": "2013-06-04",
+    # The retraining window reaches back over the gap to January.
+    "DSLC_TRAIN_WINDOW_DAYS": "200",
+}
+
+
 def stop_process_group(proc: subprocess.Popen[bytes], grace: float) -> int | None:
     """SIGTERM a ``start_new_session`` child's group, SIGKILL after ``grace`` s; exit code.
 

@@ -20,19 +20,10 @@ from pathlib import Path
 import pytest
 
 from dslc.settings import Settings
-from tests.support import dslc_env, ephemeral_stack
+from tests.support import SHORT_STORY, dslc_env, ephemeral_stack
 
 ROOT = Path(__file__).resolve().parents[2]
-# The e2e story, shortened: three weeks of January through a REST backfill of `ingest`, the
-# first champion trained and deployed, four days of June replayed, scored and monitored until
-# drift triggers a retrain.
-STORY = {
-    "DSLC_DEMO_START": "2013-01-01",
-    "DSLC_DEMO_END": "2013-01-21",
-    "DSLC_DEMO_REPLAY_START": "2013-06-01",
-    "DSLC_DEMO_REPLAY_END": "2013-06-04",
-    "DSLC_TRAIN_WINDOW_DAYS": "200",
-}
+STORY = SHORT_STORY
 SQL_MARKERS = ("postgresql", "postgres://", "sqlite:", "mysql")
 
 

@@ -27,19 +27,12 @@ from dslc.lake import get_lake
 from dslc.model import registry
 from dslc.settings import Settings
 from tests.e2e import secret_scan
-from tests.support import dslc_env, ephemeral_stack
+from tests.support import SHORT_STORY, dslc_env, ephemeral_stack
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-STORY = {
-    "DSLC_DEMO_START": "2013-01-01",
-    "DSLC_DEMO_END": "2013-01-21",
-    "DSLC_DEMO_REPLAY_START": "2013-06-01",
-    "DSLC_DEMO_REPLAY_END": "2013-06-04",
-    # The retraining window reaches back over the gap to January.
-    "DSLC_TRAIN_WINDOW_DAYS": "200",
-}
+STORY = SHORT_STORY
 
 
 @pytest.fixture(scope="module")
