@@ -31,6 +31,11 @@ BACKFILL_CREATE_ATTEMPTS = 8
 BACKFILL_RETRY_SECONDS = 2.0
 
 
+# Methods whose repeat does what one call does; they are retried when Airflow answers late.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
+IDEMPOTENT_TRIES = 3
+
+
 class AirflowApiError(CliError):
     """An error the user can act on; the CLI shows the message without a traceback."""
 
@@ -129,17 +134,25 @@ class AirflowClient:
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         import httpx
 
-        try:
-            return self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError):
-            raise AirflowApiError(
-                f"Airflow is not reachable at {self.base_url}: run `dslc up`"
-            ) from None
-        except httpx.TimeoutException:
-            raise AirflowApiError(
-                f"Airflow at {self.base_url} did not answer {method} {path} in time; "
-                "check `dslc status`"
-            ) from None
+        # A busy api-server (one worker, sharing the machine with the tasks) can miss the
+        # timeout once: a request that is safe to repeat is tried again; a POST never is.
+        tries = IDEMPOTENT_TRIES if method.upper() in IDEMPOTENT_METHODS else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self._http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError):
+                raise AirflowApiError(
+                    f"Airflow is not reachable at {self.base_url}: run `dslc up`"
+                ) from None
+            except httpx.TimeoutException:
+                if attempt < tries:
+                    continue
+                after = f" ({tries} tries)" if tries > 1 else ""
+                raise AirflowApiError(
+                    f"Airflow at {self.base_url} did not answer {method} {path} in time"
+                    f"{after}; check `dslc status`"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def login(self) -> str:
         """Get a fresh bearer token (``POST /auth/token``)."""

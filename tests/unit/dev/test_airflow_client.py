@@ -143,3 +143,27 @@ def test_failed_tasks_ignores_upstream_failed() -> None:
         return httpx.Response(200, json={"task_instances": tis})
 
     assert client(handler).failed_tasks("ingest", "r1") == ["shard[2]", "validate"]
+
+
+def test_a_late_answer_to_a_repeatable_request_is_tried_again_but_a_post_is_not() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "t"})
+        if request.method == "PATCH" and calls.count("PATCH") < 3:
+            raise httpx.ReadTimeout("busy", request=request)
+        if request.method == "POST":
+            raise httpx.ReadTimeout("busy", request=request)
+        return httpx.Response(200, json={"dag_id": "ingest", "is_paused": False})
+
+    c = airflow_client.AirflowClient(
+        "http://airflow.test", "admin", "pw", transport=httpx.MockTransport(handler)
+    )
+    c.set_paused("ingest", False)
+    assert calls.count("PATCH") == 3  # two late answers, then the third try
+    calls.clear()
+    with pytest.raises(AirflowApiError, match=r"did not answer POST \S+ in time; check"):
+        c.request("POST", "/api/v2/dags/ingest/dagRuns", json={})
+    assert calls == ["POST"]  # never repeated: it could start a second run
