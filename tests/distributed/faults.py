@@ -54,9 +54,6 @@ def wait_for(
         time.sleep(interval)
 
 
-# The REST API --------------------------------------------------------------------------------
-
-
 def _run_path(dag_id: str, run_id: str) -> str:
     return f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
 
@@ -221,9 +218,6 @@ def gaps(all_tries: list[Try]) -> list[float]:
     ]
 
 
-# The stack's processes ------------------------------------------------------------------------
-
-
 def kill_tree(pid: int) -> list[int]:
     """SIGKILL process group ``pid`` and every process under it, wherever its group.
 
@@ -299,9 +293,6 @@ def unhealthy(settings: Settings) -> list[str]:
     from dslc.dev import stack
 
     return sorted(name for name, ok in stack.probe(settings).items() if not ok)
-
-
-# The lake -----------------------------------------------------------------------------------
 
 
 def days(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -7,6 +7,8 @@ be, finishes once, and never leaves a partition or model version half made.
    registers exactly one model version.
 2. The scheduler is SIGKILLed mid-backfill of ``ingest`` and started again: the backfill
    completes, no task of a day runs twice at once, the partitions hash as on a file lake.
+   (Not in the milliseconds between queueing a task and handing it to Celery: Airflow then
+   leaves that task queued for task_queued_timeout, 10 min; see the test.)
 3. The S3 server freezes (SIGSTOP) while ``extract`` runs: each try fails in seconds naming
    the endpoint, Airflow retries with growing delays, the day fails with nothing published;
    thawed, clearing the failed task through the REST API completes the day.
