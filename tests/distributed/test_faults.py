@@ -45,6 +45,8 @@ pytestmark = pytest.mark.distributed
 TRAIN_WINDOW = {"window_end": "2013-06-04", "window_days": 200}
 HEARTBEAT_TIMEOUT = 60  # [scheduler] task_instance_heartbeat_timeout on the distributed stack
 BACKFILL_DAYS = (dt.date(2013, 3, 4), dt.date(2013, 3, 8))
+# Airflow's retry jitter is fixed per (task, day, try) (TaskInstance.next_retry_datetime):
+# for this day extract's delays are 20 s and 48 s, near the least of 60..118 s.
 S3_DAY = dt.date(2013, 3, 21)
 PG_DAYS = (dt.date(2013, 3, 12), dt.date(2013, 3, 13))
 PG_OUTAGE_SECONDS = 15  # about how long one day's run takes on this stack
@@ -311,7 +313,7 @@ def test_postgres_sessions_ended_mid_run_leave_no_half_published_day(
         )
         # Not once but for as long as a day takes: the sessions of queries in flight end
         # too, not only idle ones the pool would test before use. No REST call meanwhile:
-        # the api-server answers 500 while its session is gone.
+        # the api-server's own sessions are ended too.
         ended = []
         outage_end = time.monotonic() + PG_OUTAGE_SECONDS
         while time.monotonic() < outage_end:
