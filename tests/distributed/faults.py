@@ -54,9 +54,6 @@ def wait_for(
         time.sleep(interval)
 
 
-# The REST API --------------------------------------------------------------------------------
-
-
 def _run_path(dag_id: str, run_id: str) -> str:
     return f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
 
@@ -85,10 +82,10 @@ def task_instances(client: AirflowClient, dag_id: str, run_id: str) -> dict[str,
     return {ti["task_id"]: ti for ti in resp.json()["task_instances"]}
 
 
-def day_states(
+def day_task_instances(
     client: AirflowClient, dag_id: str, first: dt.date, last: dt.date
-) -> dict[tuple[dt.date, str], str | None]:
-    """(day, task id) -> state of every task instance of the runs for ``first..last``."""
+) -> dict[tuple[dt.date, str], dict[str, Any]]:
+    """(day, task id) -> every task instance of the runs for ``first..last``."""
     resp = client.request(
         "GET",
         f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/~/taskInstances",
@@ -100,9 +97,16 @@ def day_states(
     )
     assert resp.status_code == 200, resp.text
     return {
-        (parse_time(ti["logical_date"]).date(), ti["task_id"]): ti["state"]
+        (parse_time(ti["logical_date"]).date(), ti["task_id"]): ti
         for ti in resp.json()["task_instances"]
     }
+
+
+def day_states(
+    client: AirflowClient, dag_id: str, first: dt.date, last: dt.date
+) -> dict[tuple[dt.date, str], str | None]:
+    """(day, task id) -> state of every task instance of the runs for ``first..last``."""
+    return {k: ti["state"] for k, ti in day_task_instances(client, dag_id, first, last).items()}
 
 
 def states(client: AirflowClient, dag_id: str, run_id: str) -> dict[str, str | None]:
@@ -214,9 +218,6 @@ def gaps(all_tries: list[Try]) -> list[float]:
     ]
 
 
-# The stack's processes ------------------------------------------------------------------------
-
-
 def kill_tree(pid: int) -> list[int]:
     """SIGKILL process group ``pid`` and every process under it, wherever its group.
 
@@ -226,9 +227,10 @@ def kill_tree(pid: int) -> list[int]:
     import psutil
 
     try:
-        below = psutil.Process(pid).children(recursive=True)
+        leader = psutil.Process(pid)
+        below = leader.children(recursive=True)
     except psutil.NoSuchProcess:
-        below = []
+        return []
     groups = {pid}
     for proc in below:
         with contextlib.suppress(psutil.Error, ProcessLookupError):
@@ -239,8 +241,24 @@ def kill_tree(pid: int) -> list[int]:
     for proc in below:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs([p for p in below if p.is_running()], timeout=10)
+    # Gone (and reaped, if ours) before this returns: `stack.up` must see them dead.
+    _gone, alive = psutil.wait_procs([leader, *below], timeout=10)
+    assert not alive, f"still alive after SIGKILL: {alive}"
     return [pid, *(p.pid for p in below)]
+
+
+def kill_frozen_when(pid: int, ready: Callable[[], T | None]) -> T | None:
+    """Freeze process group ``pid`` (SIGSTOP), ask ``ready``, and if it says something (not
+    None) SIGKILL the whole tree while frozen and return that; else let it run on."""
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        seen = ready()
+        if seen is not None:
+            kill_tree(pid)
+        return seen
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGCONT)
 
 
 @contextlib.contextmanager
@@ -275,9 +293,6 @@ def unhealthy(settings: Settings) -> list[str]:
     from dslc.dev import stack
 
     return sorted(name for name, ok in stack.probe(settings).items() if not ok)
-
-
-# The lake -----------------------------------------------------------------------------------
 
 
 def days(first: dt.date, last: dt.date) -> list[dt.date]:
