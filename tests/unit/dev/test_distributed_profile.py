@@ -208,3 +208,33 @@ def test_down_purges_a_stack_whose_objects_die_with_its_local_s3(
     assert calls == ["down"]  # its own S3 keeps the objects: nothing dropped without --purge
     lifecycle.down(settings=external, purge=True)
     assert calls == ["down", "down", "purge"]
+
+
+def test_using_a_stack_forgets_s3_filesystems_made_for_another(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsspec
+
+    # Everything use_stack_env sets is restored after the test.
+    for key in (
+        "DSLC_LAKE_URL",
+        "DSLC_LAKE_CONN_ID",
+        "AIRFLOW_CONN_LAKE_S3",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # a stack that is gone
+    before = fsspec.filesystem("s3")
+    assert fsspec.filesystem("s3") is before  # fsspec's instance cache
+    distributed.create_profile(settings)
+    environment.use_stack_env(settings)
+    after = fsspec.filesystem("s3")
+    assert after is not before
+    assert after.endpoint_url != "http://127.0.0.1:1"

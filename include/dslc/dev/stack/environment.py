@@ -18,6 +18,7 @@ or on no model, until a deploy loads one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,13 @@ def use_stack_env(settings: Settings | None = None) -> None:
     use_mlflow_credentials(settings)
     if env:
         cached.cache_clear()
+        # fsspec hands out one S3 filesystem per set of arguments, made with the endpoint and
+        # keys the environment had then: a process that used another stack would keep
+        # writing to that one's (gone) S3 server.
+        with contextlib.suppress(ImportError):
+            import s3fs
+
+            s3fs.S3FileSystem.clear_instance_cache()
 
 
 def mlflow_client_env(settings: Settings) -> dict[str, str]:
