@@ -32,6 +32,24 @@ SHORT_STORY = {
 }
 
 
+def run_demo(timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    """``python -m dslc.dev.demo`` on the stack this process's environment points at; the end
+    of its output is printed for the test report."""
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dslc.dev.demo"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    print(result.stdout[-6000:])
+    print(result.stderr[-3000:], file=sys.stderr)
+    return result
+
+
 def stop_process_group(proc: subprocess.Popen[bytes], grace: float) -> int | None:
     """SIGTERM a ``start_new_session`` child's group, SIGKILL after ``grace`` s; exit code.
 

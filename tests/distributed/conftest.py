@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dslc.settings import Settings
-from tests.support import SHORT_STORY, dslc_env, ephemeral_stack
+from tests.support import SHORT_STORY, dslc_env, ephemeral_stack, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 STORY = SHORT_STORY
@@ -95,17 +94,8 @@ def story(dist_stack: Settings) -> Story:
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "dslc.dev.demo"],
-            cwd=ROOT,
-            env=os.environ.copy(),
-            capture_output=True,
-            text=True,
-            timeout=1500,
-        )
+        result = run_demo()
     finally:
         sampler.stop()
         thread.join(5)
-    print(result.stdout[-6000:])
-    print(result.stderr[-3000:], file=sys.stderr)
     return Story(dist_stack, result, sampler)

@@ -11,9 +11,7 @@ generated secrets is in any log, rendered template, DAG run or XCom.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -27,7 +25,7 @@ from dslc.lake import get_lake
 from dslc.model import registry
 from dslc.settings import Settings
 from tests.e2e import secret_scan
-from tests.support import SHORT_STORY, dslc_env, ephemeral_stack
+from tests.support import SHORT_STORY, dslc_env, ephemeral_stack, run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -38,17 +36,7 @@ STORY = SHORT_STORY
 @pytest.fixture(scope="module")
 def story() -> Iterator[tuple[Settings, subprocess.CompletedProcess[str]]]:
     with dslc_env(**STORY), ephemeral_stack(prefix="dslc-story-") as settings:
-        result = subprocess.run(
-            [sys.executable, "-m", "dslc.dev.demo"],
-            cwd=ROOT,
-            env=os.environ.copy(),
-            capture_output=True,
-            text=True,
-            timeout=1500,
-        )
-        print(result.stdout[-6000:])
-        print(result.stderr[-3000:], file=sys.stderr)
-        yield settings, result
+        yield settings, run_demo()
 
 
 def test_the_story_runs_to_its_summary(
